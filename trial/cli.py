@@ -1,0 +1,107 @@
+"""The `trial` command: `trial run`, `trial manifest`.
+
+`python trial/run.py ARGS` is the same as `trial run ARGS`. A mistake in the user's
+input (a `UserError`) is one line on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from trial.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="sweep config YAML (default: search_spaces/demo.yaml)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a config value; VALUE parses as YAML, e.g. --set solver.params.epochs=3 "
+        "or --set 'search.space.lr={type: loguniform, low: 1.0e-4, high: 1.0e-2}' (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trial", description="Hyperparameter sweeps of PyTorch solvers on Ray Tune + Optuna, tracked in MLflow.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a sweep", description="Run a sweep: Ray Tune + Optuna over search.space, one MLflow child run per trial.")
+    _config_args(run)
+    run.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join (default: $RAY_ADDRESS, else start a local Ray on 127.0.0.1)",
+    )
+    verbosity = run.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", action="store_true", help="no progress table, only the summary")
+    verbosity.add_argument("--verbose", action="store_true", help="Tune's detailed per-result output")
+    run.set_defaults(handler=_run)
+
+    manifest = commands.add_parser(
+        "manifest",
+        help="build or reuse the split manifest and show how the splits hold",
+        description="Build (or reuse, by content hash) the sweep's split manifest; print its path, "
+        "per-split counts and shares of each stratify column and their combinations, and group leakage.",
+    )
+    _config_args(manifest)
+    manifest.set_defaults(handler=_manifest)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from trial.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    from trial.summary import print_summary
+    from trial.tune_glue import run_sweep
+
+    verbose = 0 if args.quiet else 2 if args.verbose else 1
+    outcome = run_sweep(config, address=args.address, verbose=verbose)
+    print_summary(config, outcome)
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from trial.config import load_config
+    from trial.data import prepare_data
+    from trial.manifest import describe_manifest
+
+    config = load_config(args.config, args.overrides)
+    prepared = prepare_data(config)
+    print(prepared.manifest_csv)
+    print(describe_manifest(prepared.frame(), stratify=config.data.stratify, group=config.data.group))
+    return 0
+
+
+def _one_line_warnings() -> None:
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        print(f"trial: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _one_line_warnings()
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"trial: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""Sweep configuration: YAML + dotted overrides -> one frozen, typed, validated config.
+
+Like nanoGPT's configurator, the config is flat enough to read at a glance and an
+unknown key is always an error, never silently ignored. Every error is a
+`ConfigError` whose message starts with the key path (`search.space.lr.low: ...`).
+The resolved config (defaults filled in, dataset defaults merged, solver params
+completed) is what gets logged to MLflow, so a run can be reproduced from it alone.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, Sequence, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+
+from trial.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
+
+# Lists in YAML become tuples, so the frozen config is immutable all the way down.
+StrTuple = Annotated[tuple[str, ...], Field(strict=False)]
+
+
+class _Section(BaseModel):
+    # strict: a string never turns into a number, 1.0 never into an int.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class HoldoutSplit(_Section):
+    """Hold-out: `valid` and `test` fractions of the rows; the rest is train."""
+
+    valid: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leave_rows_for_training(self) -> HoldoutSplit:
+        if self.valid + self.test >= 1:
+            raise ValueError(f"valid + test must be < 1, got {self.valid} + {self.test}")
+        return self
+
+
+class KFoldSplit(_Section):
+    """K-fold: a fixed `test` split, the rest cut into `folds` folds; `fold` is the valid one."""
+
+    folds: int = Field(ge=2)
+    fold: int = Field(0, ge=0)
+    test: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> KFoldSplit:
+        if self.fold >= self.folds:
+            raise ValueError(f"fold={self.fold} must be < folds={self.folds}")
+        return self
+
+
+_SPLIT_TAGS = ("holdout", "kfold")
+
+
+def _split_kind(value: Any) -> str:
+    keys = value if isinstance(value, Mapping) else vars(value)
+    return "kfold" if "folds" in keys or "fold" in keys else "holdout"
+
+
+class DataConfig(_Section):
+    dataset: str | None = None
+    """Built-in dataset name (demo_ecg, digits, breast_cancer); or give `labels`."""
+    dataset_params: dict[str, Any] = Field(default_factory=dict, strict=False)
+    """Generator settings of a built-in dataset (e.g. n_recordings for demo_ecg)."""
+    root: str | None = None
+    """Folder built-in datasets are written to; default ./data."""
+    labels: str | None = None
+    """A labels CSV; sample files are found relative to its folder."""
+    path_column: str | None = "path"
+    """Column holding one .npy path per sample; null for tabular data."""
+    features: StrTuple | None = None
+    """Tabular feature columns (used when path_column is null)."""
+    target: str = "label"
+    stratify: StrTuple | None = None
+    """Columns whose joint distribution every split keeps; default [target]."""
+    group: str | None = None
+    """Rows sharing this column's value (a patient) never span two splits."""
+    split: Annotated[
+        Annotated[HoldoutSplit, Tag("holdout")] | Annotated[KFoldSplit, Tag("kfold")],
+        Discriminator(_split_kind),
+    ] = Field(default_factory=HoldoutSplit)
+    balance: StrTuple | None = None
+    """Sampler strata: every batch holds these columns' joint values evenly."""
+    on_bad_file: Literal["error", "skip"] = "error"
+    allow_outside_root: bool = False
+    """Allow sample paths that escape the labels CSV's folder."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.dataset is None) == (self.labels is None):
+            raise ValueError("give exactly one of data.dataset or data.labels")
+        return self
+
+
+class SolverConfig(_Section):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict, strict=False)
+    """Completed by the solver's Params dataclass: every value, defaults included."""
+
+
+class SchedulerConfig(_Section):
+    type: Literal["asha", "none"] = "none"
+    grace_period: int = Field(1, ge=1)
+    """ASHA: epochs every trial runs before it can be pruned."""
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class Distribution(_Section):
+    """One searched parameter, in trial's form or NNI's (`_type`/`_value`)."""
+
+    type: Literal["uniform", "loguniform", "int", "choice"]
+    low: float | None = None
+    high: float | None = None
+    step: float | None = Field(None, gt=0)
+    log: bool = False
+    values: tuple[Any, ...] | None = Field(None, strict=False)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Distribution:
+        if self.type == "choice":
+            if not self.values:
+                raise ValueError("choice needs a non-empty `values` list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs `low` and `high`")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("low and high must be finite numbers")
+        if self.low >= self.high:
+            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
+        if (self.type == "loguniform" or self.log) and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0, got low={self.low}")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"int bounds must be whole numbers, got low={self.low}, high={self.high}")
+        return self
+
+    @property
+    def is_log(self) -> bool:
+        return self.type == "loguniform" or self.log
+
+
+class SearchConfig(_Section):
+    metric: str = "valid/loss"
+    """What Tune optimises: valid/<metric> (loss, accuracy, f1_macro, auroc, ece)."""
+    mode: Literal["min", "max"] | None = None
+    """Default: the metric's natural direction."""
+    num_samples: int = Field(8, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    algo: Literal["tpe", "random"] = "tpe"
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    space: dict[str, Distribution] = Field(default_factory=dict, strict=False)
+
+
+class ScalingConfig(_Section):
+    num_workers: int = Field(1, ge=1)
+    """1: the solver runs inside the trial's process; >= 2: a TorchTrainer worker group."""
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    """Also the torch thread count of each worker, so trials don't oversubscribe cores."""
+    max_failures: int = Field(2, ge=0)
+
+
+class TrackingConfig(_Section):
+    uri: str | None = None
+    """MLflow tracking URI; null: sqlite:///mlflow.db in the working directory."""
+    experiment: str | None = None
+    """MLflow experiment; default: the sweep's name."""
+
+
+class SweepConfig(_Section):
+    name: str = Field(min_length=1)
+    seed: int = 42
+    data: DataConfig
+    solver: SolverConfig
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    storage: str | None = None
+    """Tune storage (checkpoints, experiment state) and the data cache; default:
+    a `trial_runs` folder beside the MLflow sqlite store (or the working directory)."""
+
+    # -- derived values, one place each ----------------------------------------
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.tracking.uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+    @property
+    def storage_path(self) -> Path:
+        if self.storage:
+            return Path(self.storage).expanduser().resolve()
+        uri = self.tracking_uri
+        if uri.startswith("sqlite:///"):
+            return Path(uri.removeprefix("sqlite:///")).resolve().parent / "trial_runs"
+        return Path.cwd() / "trial_runs"
+
+    @property
+    def metric_mode(self) -> str:
+        from trial.metrics import METRIC_MODES
+
+        return self.search.mode or METRIC_MODES[self.search.metric.split("/", 1)[1]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain YAML-able data (tuples become lists)."""
+        return _plain(self.model_dump(mode="python", exclude_none=False))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def flat_params(self) -> dict[str, str]:
+        """Every resolved value as `section.key` -> text, for MLflow params.
+
+        Solver params go under their own names (`lr`, not `solver.params.lr`), so
+        the searched ones line up with Optuna's and Tune's names in the UI.
+        """
+        flat: dict[str, str] = {}
+        config = self.to_dict()
+        solver_params = config["solver"].pop("params")
+        config["search"].pop("space")  # the space is the parent run's, not a trial's value
+        _flatten(config, "", flat)
+        for key, value in solver_params.items():
+            flat[key] = _text(value)
+        return flat
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            _flatten(item, f"{prefix}{key}.", out)
+    else:
+        out[prefix.rstrip(".")] = _text(value)
+
+
+# -- loading ---------------------------------------------------------------------
+
+# NNI's search space types, mapped onto ours. randint's upper bound is exclusive in NNI.
+_NNI_TYPES = ("uniform", "loguniform", "randint", "quniform", "choice")
+
+
+def _from_nni(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    nni_type, value = spec.get("_type"), spec.get("_value")
+    extra = set(spec) - {"_type", "_value"}
+    if extra:
+        raise ConfigError(f"search.space.{key}.{sorted(extra)[0]}: unknown key in an NNI-style entry; allowed: _type, _value")
+    if nni_type not in _NNI_TYPES:
+        raise ConfigError(f"search.space.{key}._type: unknown distribution {nni_type!r}; allowed: {', '.join(_NNI_TYPES)}")
+    if not isinstance(value, list):
+        raise ConfigError(f"search.space.{key}._value: expected a list, got {value!r}")
+    if nni_type == "choice":
+        return {"type": "choice", "values": value}
+    arity = 3 if nni_type == "quniform" else 2
+    if len(value) != arity or not all(_is_number(v) for v in value):
+        raise ConfigError(f"search.space.{key}._value: {nni_type} expects {arity} numbers, got {value!r}")
+    if nni_type == "randint":
+        return {"type": "int", "low": value[0], "high": value[1] - 1}
+    if nni_type == "quniform":
+        return {"type": "uniform", "low": value[0], "high": value[1], "step": value[2]}
+    return {"type": nni_type, "low": value[0], "high": value[1]}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a config file; a missing file or bad YAML is a ConfigError naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"--config: file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides; values parse as YAML (so `{type: ...}` works)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. solver.params.epochs=3")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML") from None
+        node = raw
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {key}: {where} is a value ({child!r}), not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> SweepConfig:
+    """Load, override, validate and resolve a sweep config."""
+    path = path or DEFAULT_CONFIG
+    raw = apply_overrides(read_yaml(path), overrides)
+    raw.setdefault("name", path.stem)
+    return resolve(raw)
+
+
+def resolve(raw: dict[str, Any]) -> SweepConfig:
+    """Validate raw config data and fill in every default; raises ConfigError."""
+    from solvers import get_solver, registered_solvers
+    from trial.datasets import dataset_defaults
+    from trial.metrics import METRIC_MODES
+
+    raw = dict(raw)
+    data = raw.get("data")
+    data_kind = None
+    if isinstance(data, dict) and isinstance(data.get("dataset"), str):
+        # A built-in dataset brings its column layout; the user's keys win.
+        defaults = dataset_defaults(data["dataset"])
+        data_kind = defaults.pop("data_kind", None)
+        raw["data"] = {**defaults, **data}
+    search = raw.get("search")
+    if isinstance(search, dict) and isinstance(search.get("space"), dict):
+        raw["search"] = {**search, "space": _normalise_space(search["space"])}
+
+    config = _validate(raw)
+
+    solver_cls = get_solver(config.solver.name)
+    if data_kind is not None and solver_cls.data_kind != data_kind:
+        fitting = [name for name in registered_solvers() if get_solver(name).data_kind == data_kind]
+        raise ConfigError(
+            f"solver.name: {config.solver.name!r} trains on {solver_cls.data_kind} data but dataset "
+            f"{config.data.dataset!r} is {data_kind} data; solvers for it: {', '.join(fitting)}"
+        )
+    params = solver_cls.parse_params(config.solver.params)
+    known = solver_cls.param_names()
+    for key in config.search.space:
+        if key not in known:
+            raise ConfigError(
+                f"search.space.{key}: not a param of solver {config.solver.name!r}; its params: {', '.join(known)}"
+            )
+    if len(config.search.space) > 2:
+        warnings.warn(
+            f"search.space searches {len(config.search.space)} params; searching one or two "
+            "and fixing the rest usually finds more in the same budget",
+            stacklevel=2,
+        )
+    metric_prefix, _, metric_name = config.search.metric.partition("/")
+    if metric_prefix != "valid" or metric_name not in METRIC_MODES:
+        allowed = ", ".join(f"valid/{name}" for name in METRIC_MODES)
+        raise ConfigError(f"search.metric: {config.search.metric!r} is never reported; reported: {allowed}")
+
+    data_cfg = config.data
+    if data_cfg.stratify is None:
+        data_cfg = data_cfg.model_copy(update={"stratify": (data_cfg.target,)})
+    return config.model_copy(
+        update={
+            "data": data_cfg,
+            "solver": config.solver.model_copy(update={"params": asdict(params)}),
+        }
+    )
+
+
+def _normalise_space(space: dict[str, Any]) -> dict[str, Any]:
+    normalised = {}
+    for key, spec in space.items():
+        if isinstance(spec, dict) and ("_type" in spec or "_value" in spec):
+            spec = _from_nni(key, spec)
+        normalised[key] = spec
+    return normalised
+
+
+def _validate(raw: dict[str, Any]) -> SweepConfig:
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error.errors()[0])) from None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """One line for the first validation error: key path, what was received, what is allowed."""
+    # pydantic puts the split kind's tag in the path (data.split.holdout.valid); drop it.
+    loc = [str(part) for part in error["loc"] if part not in _SPLIT_TAGS]
+    where = ".".join(loc) or "config"
+    kind = error["type"]
+    received = error.get("input")
+    if kind == "extra_forbidden":
+        if loc[:-1] == ["data", "split"]:
+            allowed = "valid, test (hold-out) or folds, fold, test (k-fold)"
+        else:
+            model = _model_at(loc[:-1])
+            allowed = ", ".join(model.model_fields) if model else "nothing"
+        return f"{where}: unknown key; allowed here: {allowed}"
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind in ("literal_error", "union_tag_invalid"):
+        return f"{where}: {error['msg'].replace('Input should be', 'expected')}, got {received!r}"
+    if kind == "value_error":
+        message = error["msg"].removeprefix("Value error, ")
+        return f"{where}: {message}"
+    if kind == "float_type" and isinstance(received, str):
+        return f"{where}: expected a number, got the text {received!r} (YAML reads 1e-3 as text: write 1.0e-3)"
+    message = error["msg"].replace("Input should be", "expected")
+    return f"{where}: {message}, got {received!r} ({type(received).__name__})"
+
+
+def _model_at(loc: Sequence[str]) -> type[BaseModel] | None:
+    """The config section class found at a key path, for listing its allowed keys."""
+    model: type[BaseModel] | None = SweepConfig
+    parts = iter(loc)
+    for part in parts:
+        field = model.model_fields.get(part) if model else None
+        if field is None:
+            return None
+        if get_origin(field.annotation) is dict:
+            # A keyed section (search.space): the next part is the user's own key.
+            model = _section_in(get_args(field.annotation)[1])
+            next(parts, None)
+        else:
+            model = _section_in(field.annotation)
+    return model
+
+
+def _section_in(annotation: Any) -> type[BaseModel] | None:
+    """The first config section class inside an annotation (unwrapping Optional/Annotated/unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _section_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,187 @@
+"""The data a sweep trains on: prepared once by the driver, memory-mapped by every worker.
+
+Driver side, `prepare_data(config)` runs once per sweep:
+  built-in dataset or labels CSV -> filecheck (cached verdicts) -> split manifest
+  (content-hashed, reused) -> one packed float32 array, row i = manifest row i.
+Worker side, `open_split(prepared, split)` memory-maps the packed array, so concurrent
+trials and workers share the page cache instead of re-reading thousands of files.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trial.config import DataConfig, KFoldSplit, SweepConfig
+from trial.datasets import materialize
+from trial.errors import DataError
+from trial.filecheck import apply_bad_file_policy, check_files, pack_arrays, pack_features, resolve_paths
+from trial.manifest import Manifest, SplitSpec, build_or_load_manifest
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Everything a worker needs to find its data; small and picklable."""
+
+    manifest_csv: Path
+    arrays: Path
+    target: str
+    classes: tuple
+    input_shape: tuple[int, ...]
+    balance: tuple[str, ...] | None
+    manifest_hash: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.read_csv(self.manifest_csv)
+
+    def labels(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class indices (into `classes`) of each row."""
+        index = {value: i for i, value in enumerate(self.classes)}
+        return frame[self.target].map(index).to_numpy(np.int64)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split's rows: positions into the packed array, their labels and manifest rows."""
+
+    x: np.ndarray  # the whole packed array, memory-mapped
+    rows: np.ndarray
+    y: np.ndarray
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batches(self, index_batches: Iterator[list[int]] | Sequence[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) tensors for batches of positions within this split."""
+        for batch in index_batches:
+            positions = np.asarray(batch)
+            rows = self.rows[positions]
+            yield torch.from_numpy(np.asarray(self.x[rows])), torch.from_numpy(self.y[positions])
+
+    def in_order(self, batch_size: int) -> list[list[int]]:
+        """Sequential batches over the whole split, for evaluation."""
+        return [list(range(start, min(start + batch_size, len(self)))) for start in range(0, len(self), batch_size)]
+
+
+def open_split(prepared: PreparedData, split: str, frame: pd.DataFrame | None = None) -> SplitData:
+    frame = prepared.frame() if frame is None else frame
+    x = np.load(prepared.arrays, mmap_mode="r")
+    mask = (frame["split"] == split).to_numpy()
+    rows = np.flatnonzero(mask)
+    split_frame = frame.iloc[rows].reset_index(drop=True)
+    return SplitData(x=x, rows=rows, y=prepared.labels(split_frame), frame=split_frame)
+
+
+def prepare_data(config: SweepConfig) -> PreparedData:
+    """Build or reuse the manifest and the packed array for this sweep (driver only)."""
+    data = config.data
+    cache_dir = config.storage_path / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    labels_csv = _labels_csv(data)
+    labels = _read_labels(labels_csv, data)
+
+    if data.path_column is not None:
+        paths = resolve_paths(
+            labels, path_column=data.path_column, root=labels_csv.parent, allow_outside_root=data.allow_outside_root
+        )
+        verdict = check_files(paths, cache_file=cache_dir / "filecheck.sqlite")
+        kept = apply_bad_file_policy(labels, verdict, on_bad_file=data.on_bad_file)
+        input_shape = tuple(verdict.shape)
+        kept_paths = [paths[i] for i in kept.index]
+    else:
+        kept, kept_paths = labels, []
+        features = _feature_columns(labels, data)
+        input_shape = (len(features),)
+
+    manifest = build_or_load_manifest(
+        kept.reset_index(drop=True),
+        target=data.target,
+        stratify=list(data.stratify or (data.target,)),
+        group=data.group,
+        split=_split_spec(data),
+        seed=config.seed,
+        cache_dir=cache_dir,
+    )
+    if data.path_column is not None:
+        key = _files_key(manifest, kept_paths)
+        arrays = pack_arrays(kept_paths, out_path=cache_dir / f"arrays-{key}.npy", shape=input_shape)
+    else:
+        arrays = pack_features(
+            manifest.frame, features, out_path=cache_dir / f"features-{manifest.content_hash[:16]}.npy"
+        )
+    classes = tuple(sorted(manifest.frame[data.target].unique().tolist()))
+    return PreparedData(
+        manifest_csv=manifest.path,
+        arrays=arrays,
+        target=data.target,
+        classes=classes,
+        input_shape=input_shape,
+        balance=data.balance,
+        manifest_hash=manifest.content_hash,
+    )
+
+
+def _labels_csv(data: DataConfig) -> Path:
+    if data.dataset is not None:
+        root = Path(data.root or "data").expanduser().resolve()
+        return materialize(data.dataset, root, params=data.dataset_params)
+    path = Path(data.labels).expanduser().resolve()
+    if not path.is_file():
+        raise DataError(f"data.labels: file not found: {path}")
+    return path
+
+
+def _read_labels(path: Path, data: DataConfig) -> pd.DataFrame:
+    try:
+        labels = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    used = [data.target, *(data.stratify or ()), *(data.balance or ())]
+    used += [c for c in (data.group, data.path_column) if c]
+    for column in used:
+        if column not in labels.columns:
+            raise DataError(f"{path}: column {column!r} not found; columns: {', '.join(map(str, labels.columns))}")
+    return labels
+
+
+def _feature_columns(labels: pd.DataFrame, data: DataConfig) -> list[str]:
+    if data.features is not None:
+        missing = [c for c in data.features if c not in labels.columns]
+        if missing:
+            raise DataError(f"data.features: column {missing[0]!r} not in the labels CSV")
+        return list(data.features)
+    # Tabular user data without a feature list: every numeric column not used otherwise.
+    used = {data.target, data.group, *(data.stratify or ()), *(data.balance or ())}
+    features = [c for c in labels.select_dtypes("number").columns if c not in used]
+    if not features:
+        raise DataError("data.features: no numeric feature columns found; list them in data.features")
+    return features
+
+
+def _split_spec(data: DataConfig) -> SplitSpec:
+    split = data.split
+    if isinstance(split, KFoldSplit):
+        return SplitSpec(test=split.test, folds=split.folds, fold=split.fold)
+    return SplitSpec(test=split.test, valid=split.valid)
+
+
+def _files_key(manifest: Manifest, paths: Sequence[Path]) -> str:
+    """Names the packed array after the rows and the files' identities (size, mtime)."""
+    digest = hashlib.sha256(manifest.content_hash.encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,31 @@
+"""The summary printed when a sweep ends: the best trial and where to look at every run."""
+from __future__ import annotations
+
+from trial.config import SweepConfig
+from trial.tune_glue import SweepOutcome
+
+
+def format_summary(config: SweepConfig, outcome: SweepOutcome) -> str:
+    params = "  ".join(f"{name}={_short(value)}" for name, value in outcome.best_params.items()) or "(no searched params)"
+    lines = [
+        "",
+        f"Sweep {config.name!r}: {outcome.n_trials} trials ({outcome.n_pruned} pruned by ASHA, {outcome.n_failed} failed)",
+        f"Best trial {outcome.best_trial_id} by {config.search.metric} ({config.metric_mode}): {params}",
+    ]
+    for split, metrics in (("valid", outcome.valid_metrics), ("test", outcome.test_metrics)):
+        shown = "  ".join(f"{name.split('/', 1)[1]} {value:.4f}" for name, value in metrics.items())
+        lines.append(f"  {split:<5} {shown}")
+    lines += [
+        f"MLflow store:  {outcome.tracking_uri}  (experiment {config.experiment_name!r}, parent run {outcome.parent_run_id})",
+        f"Open the UI:   mlflow ui --backend-store-uri {outcome.tracking_uri}",
+        f"Tune storage:  {outcome.experiment_path}",
+    ]
+    return "\n".join(lines)
+
+
+def print_summary(config: SweepConfig, outcome: SweepOutcome) -> None:
+    print(format_summary(config, outcome), flush=True)
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,171 @@
+"""MLflow: one parent run per sweep, one child run per trial nested under it.
+
+Ray's MLflowLoggerCallback makes flat runs (ray-project/ray#19978), so the MLflow UI
+cannot group a sweep's trials. Here the driver opens the parent run and a Tune
+callback, living in the driver beside the Tune controller (never on a training
+thread), writes each trial's child run with `mlflow.parentRunId` set, in batches.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+from trial.config import SweepConfig
+from trial.errors import ConfigError
+
+ROLE_TAG = "trial.role"
+TRIAL_ID_TAG = "trial.trial_id"
+PARENT_TAG = "mlflow.parentRunId"
+PRUNED_TAG = "trial.pruned"
+# Tune adds its own bookkeeping to every result; only the solver's metrics go to MLflow.
+_METRIC_PREFIXES = ("train/", "valid/")
+_WORKER_TAGS = ("seeds", "nodes")
+
+
+class Tracker:
+    """The sweep's MLflow experiment and parent run."""
+
+    def __init__(self, config: SweepConfig) -> None:
+        self.config = config
+        self.client = MlflowClient(tracking_uri=config.tracking_uri)
+        self.experiment_id = _experiment_id(self.client, config)
+        self.parent_id: str | None = None
+
+    def start_parent(self, extra_tags: Mapping[str, str] | None = None) -> str:
+        tags = {ROLE_TAG: "sweep", "mlflow.runName": self.config.name, **(extra_tags or {})}
+        run = self.client.create_run(self.experiment_id, run_name=self.config.name, tags=tags)
+        self.parent_id = run.info.run_id
+        searched = set(self.config.search.space)
+        params = {k: v for k, v in self.config.flat_params().items() if k not in searched}
+        self.log_params(self.parent_id, params)
+        self.log_text(self.config.to_yaml(), "config.yaml")
+        return self.parent_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(key, str(value)[:6000]) for key, value in params.items()]
+        for start in range(0, len(items), 100):  # MLflow's batch limit for params
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if _is_number(v)]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.parent_id, text, name)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.parent_id, str(path), folder)
+
+    def end_parent(self, status: str) -> None:
+        if self.parent_id is not None:
+            self.client.set_terminated(self.parent_id, status)
+
+    def callback(self, pruned_trials: set[str]) -> TrialRunsCallback:
+        return TrialRunsCallback(self, pruned_trials)
+
+    def child_runs(self) -> list[Any]:
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_id}'", max_results=10000
+        )
+
+
+class TrialRunsCallback(Callback):
+    """Writes one child run per Tune trial under the sweep's parent run."""
+
+    def __init__(self, tracker: Tracker, pruned_trials: set[str]) -> None:
+        self.tracker = tracker
+        self.pruned_trials = pruned_trials
+        self.run_ids: dict[str, str] = {}
+        self.last_epoch: dict[str, int] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        tracker = self.tracker
+        tags = {
+            PARENT_TAG: tracker.parent_id,
+            ROLE_TAG: "trial",
+            TRIAL_ID_TAG: trial.trial_id,
+            "mlflow.runName": trial.trial_id,
+        }
+        run = tracker.client.create_run(tracker.experiment_id, run_name=trial.trial_id, tags=tags)
+        self.run_ids[trial.trial_id] = run.info.run_id
+        params = {**tracker.config.flat_params(), **trial.config}
+        tracker.log_params(run.info.run_id, params)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        epoch = result.get("epoch")
+        if run_id is None or epoch is None:
+            return
+        # A trial restarted from its checkpoint reports some epochs again: log each once.
+        if epoch <= self.last_epoch.get(trial.trial_id, 0):
+            return
+        if trial.trial_id not in self.last_epoch:
+            tags = [RunTag(key, str(result[key])) for key in _WORKER_TAGS if key in result]
+            self.tracker.client.log_batch(run_id, tags=tags)
+        self.last_epoch[trial.trial_id] = epoch
+        metrics = {k: v for k, v in result.items() if k.startswith(_METRIC_PREFIXES)}
+        self.tracker.log_metrics(run_id, metrics, step=int(epoch))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        pruned = trial.trial_id in self.pruned_trials
+        self.tracker.client.set_tag(run_id, PRUNED_TAG, str(pruned).lower())
+        self.tracker.client.set_tag(run_id, "trial.status", "pruned" if pruned else "completed")
+        self.tracker.client.set_terminated(run_id, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        client = self.tracker.client
+        client.set_tag(run_id, "trial.status", "error")
+        client.set_tag(run_id, "trial.error", _error_text(trial)[:5000])
+        client.set_terminated(run_id, "FAILED")
+
+    def end_unfinished(self, status: str) -> None:
+        """Close runs Tune never finished (Ctrl-C, driver error), so none stays RUNNING."""
+        client = self.tracker.client
+        for run_id in self.run_ids.values():
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, status)
+
+
+def _experiment_id(client: MlflowClient, config: SweepConfig) -> str:
+    """Find or create the experiment; an unreachable store is the user's tracking.uri."""
+    try:
+        experiment = client.get_experiment_by_name(config.experiment_name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                raise ConfigError(
+                    f"tracking.experiment: {config.experiment_name!r} is deleted in {config.tracking_uri}; "
+                    "restore it or choose another name"
+                )
+            return experiment.experiment_id
+        return client.create_experiment(config.experiment_name)
+    except MlflowException as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"tracking.uri: cannot use {config.tracking_uri!r}: {first_line}") from None
+
+
+def _error_text(trial: Any) -> str:
+    error_file = trial.error_file
+    if error_file and Path(error_file).is_file():
+        text = Path(error_file).read_text().strip()
+        # The last line of a traceback is the error message itself.
+        return text.splitlines()[-1] if text else "unknown error"
+    return "unknown error"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
