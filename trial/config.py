@@ -338,7 +338,7 @@ def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> Swee
 def resolve(raw: dict[str, Any]) -> SweepConfig:
     """Validate raw config data and fill in every default; raises ConfigError."""
     from solvers import get_solver, registered_solvers
-    from trial.datasets import dataset_defaults
+    from trial.datasets import dataset_defaults, dataset_kind
     from trial.metrics import METRIC_MODES
 
     raw = dict(raw)
@@ -346,9 +346,8 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
     data_kind = None
     if isinstance(data, dict) and isinstance(data.get("dataset"), str):
         # A built-in dataset brings its column layout; the user's keys win.
-        defaults = dataset_defaults(data["dataset"])
-        data_kind = defaults.pop("data_kind", None)
-        raw["data"] = {**defaults, **data}
+        data_kind = dataset_kind(data["dataset"])
+        raw["data"] = {**dataset_defaults(data["dataset"]), **data}
     search = raw.get("search")
     if isinstance(search, dict) and isinstance(search.get("space"), dict):
         raw["search"] = {**search, "space": _normalise_space(search["space"])}
@@ -424,13 +423,13 @@ def _describe(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return f"{where}: required key is missing"
     if kind in ("literal_error", "union_tag_invalid"):
-        return f"{where}: {error['msg'].replace('Input should be', 'expected')}, got {received!r}"
+        return f"{where}: {error['msg'].replace('Input should be', 'must be')}, got {received!r}"
     if kind == "value_error":
         message = error["msg"].removeprefix("Value error, ")
         return f"{where}: {message}"
     if kind == "float_type" and isinstance(received, str):
         return f"{where}: expected a number, got the text {received!r} (YAML reads 1e-3 as text: write 1.0e-3)"
-    message = error["msg"].replace("Input should be", "expected")
+    message = error["msg"].replace("Input should be", "must be")
     return f"{where}: {message}, got {received!r} ({type(received).__name__})"
 
 

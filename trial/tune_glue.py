@@ -163,17 +163,19 @@ class SweepOutcome:
     n_failed: int
 
 
-def connect_ray(address: str | None = None) -> None:
+def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Join the cluster at `address` or RAY_ADDRESS, or start a local one on 127.0.0.1."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    # Workers import trial and solvers from the project even without an install.
-    runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath()}}
+    # Workers import trial and solvers from the project even without an install; a job
+    # submitted with --working-dir already has its own runtime environment.
+    runtime_env = None if os.environ.get("RAY_JOB_ID") else {"env_vars": {"PYTHONPATH": _pythonpath()}}
     if address:
-        ray.init(address=address, runtime_env=None if os.environ.get("RAY_JOB_ID") else runtime_env)
+        ray.init(address=address, runtime_env=runtime_env)
     else:
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env=runtime_env, log_to_driver=True)
+        # Loopback only: a local instance is never reachable from the network.
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus, runtime_env=runtime_env)
 
 
 def _pythonpath() -> str:

@@ -1,0 +1,109 @@
+"""The CLI as a user runs it: a real sweep, a real local Ray, a real MLflow sqlite store."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "trial" / "run.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two trials x two epochs, run once for every assertion below; defaults for the stores."""
+    workdir = tmp_path_factory.mktemp("sweep")
+    config = {
+        "name": "e2e",
+        "data": {"dataset": "demo_ecg", "dataset_params": {"n_recordings": 240}},
+        "solver": {"name": "ecg_cnn1d", "params": {"epochs": 2, "batch_size": 32, "channels": 8}},
+        "search": {
+            "metric": "valid/auroc",
+            "num_samples": 2,
+            "max_concurrent": 2,
+            "scheduler": {"type": "none"},
+            "space": {
+                "lr": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2},
+                "weight_decay": {"_type": "loguniform", "_value": [1.0e-6, 1.0e-2]},
+            },
+        },
+    }
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli(["--config", "sweep.yaml", "--quiet", "--set", "seed=7"], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("trial.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("trial.role") == "trial"]
+    return workdir, result, client, parents, children
+
+
+def test_one_parent_with_one_child_per_trial(sweep):
+    _, _, _, parents, children = sweep
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert {c.info.run_name for c in children} == {c.data.tags["trial.trial_id"] for c in children}
+
+
+def test_child_runs_hold_config_params_metrics_and_tags(sweep):
+    _, _, client, _, children = sweep
+    lrs = set()
+    for child in children:
+        params = child.data.params
+        # Every resolved config value, searched ones under their solver param names.
+        assert params["seed"] == "7" and params["solver.name"] == "ecg_cnn1d"
+        assert params["epochs"] == "2" and params["channels"] == "8"
+        assert params["data.stratify"] == "[label, hos]" and params["data.group"] == "patient_id"
+        assert 1e-4 <= float(params["lr"]) <= 1e-2 and 1e-6 <= float(params["weight_decay"]) <= 1e-2
+        lrs.add(params["lr"])
+        for metric in ("train/loss", "valid/auroc", "valid/loss"):
+            steps = [m.step for m in client.get_metric_history(child.info.run_id, metric)]
+            assert steps == [1, 2], metric
+        assert child.data.tags["seeds"] == "0:7"
+        assert child.data.tags["trial.pruned"] == "false"
+    assert len(lrs) == 2  # Optuna proposed two different values
+
+
+def test_parent_holds_config_manifest_and_best_trial(sweep):
+    _, result, client, parents, children = sweep
+    parent = parents[0]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "manifest"} <= artifacts
+    manifest_files = [a.path for a in client.list_artifacts(parent.info.run_id, "manifest")]
+    assert len(manifest_files) == 1 and manifest_files[0].endswith(".csv")
+    best_id = parent.data.tags["trial.best_trial_id"]
+    best = next(c for c in children if c.data.tags["trial.trial_id"] == best_id)
+    assert parent.data.params["lr"] == best.data.params["lr"]
+    assert {"valid/auroc", "test/auroc", "test/accuracy"} <= set(parent.data.metrics)
+    assert best.data.metrics["test/auroc"] == parent.data.metrics["test/auroc"]
+    other = next(c for c in children if c is not best)
+    best_valid = max(m.value for m in client.get_metric_history(best.info.run_id, "valid/auroc"))
+    other_valid = max(m.value for m in client.get_metric_history(other.info.run_id, "valid/auroc"))
+    assert best_valid >= other_valid
+
+
+def test_summary_names_best_trial_and_ui_command(sweep):
+    workdir, result, _, parents, _ = sweep
+    out = result.stdout
+    assert f"Best trial {parents[0].data.tags['trial.best_trial_id']}" in out
+    assert f"mlflow ui --backend-store-uri sqlite:///{workdir / 'mlflow.db'}" in out
+    assert (workdir / "trial_runs" / "e2e").is_dir()  # Tune storage beside the MLflow store

@@ -1,0 +1,96 @@
+"""Classification metrics computed from predicted probabilities.
+
+One function, used for every epoch's validation report and for the final test
+evaluation, so that the numbers in Tune, MLflow and the report are the same numbers.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import f1_score, roc_auc_score
+
+METRIC_NAMES: tuple[str, ...] = ("loss", "accuracy", "f1_macro", "auroc", "ece")
+"""Keys of the dict `classification_metrics` returns, in reporting order."""
+
+METRIC_MODES: dict[str, str] = {
+    "loss": "min",
+    "accuracy": "max",
+    "f1_macro": "max",
+    "auroc": "max",
+    "ece": "min",
+}
+"""Which direction is better for each metric, in Ray Tune's terms ("min" or "max")."""
+
+ECE_BINS = 15
+# Probabilities are clipped before the log so one confident mistake gives a large,
+# finite loss (-log(1e-15) ~ 34.5) instead of inf, which would swamp every mean.
+_PROBA_FLOOR = 1e-15
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Metrics of predicted class probabilities `proba` [N, C] against integer labels `y_true` [N].
+
+    - loss: mean cross-entropy, -log of the true class's probability clipped at 1e-15.
+    - accuracy: share of samples whose most probable class is the true one.
+    - f1_macro: unweighted mean F1 over the classes present in labels or predictions.
+    - auroc: binary (C == 2): positive class 1. Multiclass: one-vs-rest, averaged over
+      the classes present in `y_true`. nan where undefined (only one class present).
+    - ece: expected calibration error of the top-class probability over 15 equal-width bins.
+
+    Every metric is nan when `proba` holds a non-finite value, as a diverged model's
+    softmax does, so a bad trial is recorded as such instead of crashing the sweep.
+    """
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype=np.float64)
+    _check_inputs(y_true, proba)
+    if not np.isfinite(proba).all():
+        return {name: float("nan") for name in METRIC_NAMES}
+
+    y_true = y_true.astype(np.int64)
+    n = len(y_true)
+    predicted = proba.argmax(axis=1)
+    true_proba = np.clip(proba[np.arange(n), y_true], _PROBA_FLOOR, 1.0)
+    return {
+        "loss": float(-np.log(true_proba).mean()),
+        "accuracy": float((predicted == y_true).mean()),
+        "f1_macro": float(f1_score(y_true, predicted, average="macro", zero_division=0)),
+        "auroc": _auroc(y_true, proba),
+        "ece": _ece(y_true, proba, predicted),
+    }
+
+
+def _check_inputs(y_true: np.ndarray, proba: np.ndarray) -> None:
+    if proba.ndim != 2 or proba.shape[1] < 2:
+        raise ValueError(f"proba must be shaped [N, num_classes >= 2], got {list(proba.shape)}")
+    if y_true.ndim != 1 or len(y_true) != len(proba):
+        raise ValueError(f"y_true must be shaped [{len(proba)}] to match proba, got {list(y_true.shape)}")
+    if len(y_true) == 0:
+        raise ValueError("no samples to score")
+    if not np.issubdtype(y_true.dtype, np.integer):
+        raise ValueError(f"y_true must hold integer class labels, got dtype {y_true.dtype}")
+    if y_true.min() < 0 or y_true.max() >= proba.shape[1]:
+        raise ValueError(
+            f"y_true holds labels in [{y_true.min()}, {y_true.max()}], "
+            f"outside [0, {proba.shape[1] - 1}] for proba's columns"
+        )
+
+
+def _auroc(y_true: np.ndarray, proba: np.ndarray) -> float:
+    classes = [1] if proba.shape[1] == 2 else range(proba.shape[1])
+    scores = [
+        roc_auc_score(y_true == c, proba[:, c])
+        for c in classes
+        # A class absent from y_true has no positives and one that is every sample has
+        # no negatives: its one-vs-rest AUROC is undefined, so it is left out.
+        if (y_true == c).any() and (y_true != c).any()
+    ]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _ece(y_true: np.ndarray, proba: np.ndarray, predicted: np.ndarray) -> float:
+    confidence = proba.max(axis=1)
+    correct = (predicted == y_true).astype(np.float64)
+    # Bins are (k/15, (k+1)/15]; the clip puts a confidence of exactly 0 into the first.
+    bins = np.clip(np.ceil(confidence * ECE_BINS).astype(np.int64) - 1, 0, ECE_BINS - 1)
+    # sum over bins of |B|/N * |accuracy(B) - confidence(B)| = sum |sum_B(correct - confidence)| / N
+    gap = np.bincount(bins, weights=correct - confidence, minlength=ECE_BINS)
+    return float(np.abs(gap).sum() / len(y_true))
