@@ -1,0 +1,335 @@
+"""Split manifest: joint stratification, groups, k-fold, determinism, errors, cache, atomic writes."""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trial.errors import ConfigError, DataError
+from trial.manifest import SplitSpec, assign_splits, build_or_load_manifest, describe_manifest
+
+FAST = settings(max_examples=30, deadline=None)
+HOLDOUT = SplitSpec(test=0.2, valid=0.2)
+KFOLD = SplitSpec(test=0.2, folds=3, fold=1)
+EXTRA_COLUMNS = ["hos", "sex", "device"]
+
+
+SPLIT_SPECS = [HOLDOUT, KFOLD, SplitSpec(test=0.1, valid=0.3), SplitSpec(test=0.25, folds=2, fold=0)]
+
+
+@st.composite
+def label_frames(
+    draw: st.DrawFn, *, grouped: bool, splits: list[SplitSpec] = SPLIT_SPECS
+) -> tuple[pd.DataFrame, list[str], SplitSpec]:
+    """2-4 classes (each big enough for every split), 1-3 extra stratify columns, optional groups."""
+    split = draw(st.sampled_from(splits))
+    n_classes = draw(st.integers(2, 4))
+    # Grouped frames need more rows: a class must reach every split through whole groups.
+    smallest = 4 * split.min_stratum_size if grouped else split.min_stratum_size
+    sizes = draw(st.lists(st.integers(smallest, smallest + 40), min_size=n_classes, max_size=n_classes))
+    extra = EXTRA_COLUMNS[: draw(st.integers(1, 3))]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    labels = np.repeat([f"c{k}" for k in range(n_classes)], sizes)
+    frame = pd.DataFrame({"label": rng.permutation(labels)})
+    for column in extra:
+        n_values = int(rng.integers(2, 4))
+        frame[column] = rng.choice([f"{column}{v}" for v in range(n_values)], size=len(frame), p=_skewed(n_values, rng))
+    if grouped:
+        # Groups of very different sizes: mostly 1-4 rows, a few of 8-15.
+        group_sizes = []
+        while sum(group_sizes) < len(frame):
+            group_sizes.append(int(rng.integers(8, 16)) if rng.random() < 0.1 else int(rng.integers(1, 5)))
+        ids = np.repeat(np.arange(len(group_sizes)), group_sizes)[: len(frame)]
+        frame["patient"] = [f"p{g}" for g in rng.permutation(ids)]
+    return frame, extra, split
+
+
+def _skewed(n: int, rng: np.random.Generator) -> np.ndarray:
+    weights = rng.uniform(0.2, 1.0, size=n)
+    return weights / weights.sum()
+
+
+def bin_column(out: pd.DataFrame) -> pd.Series:
+    """The part each row was dealt into: test, valid, train, or its fold in k-fold mode."""
+    if "fold" in out.columns:
+        return out["fold"].map(lambda f: "test" if f < 0 else f"fold {f}")
+    return out["split"]
+
+
+def assign_quietly(
+    frame: pd.DataFrame, stratify: list[str], split: SplitSpec, *, group: str | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """assign_splits with the rare-strata warning silenced (random frames often have some)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return assign_splits(frame, target="label", stratify=stratify, group=group, split=split, seed=seed)
+
+
+def small_frame(n_per_class: int = 30, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 3 * n_per_class
+    return pd.DataFrame(
+        {
+            "label": np.repeat(["a", "b", "c"], n_per_class),
+            "hos": rng.choice(["h1", "h2"], size=n),
+            "patient": [f"p{i // 3}" for i in range(n)],
+            "x": np.arange(n, dtype=float),
+        }
+    )
+
+
+@FAST
+@given(label_frames(grouped=False), st.integers(0, 1000))
+def test_joint_shares_within_one_row_of_ideal(case, seed):
+    frame, extra, split = case
+    out = assign_quietly(frame, extra, split, seed=seed)
+    fractions = dict(split.bins)
+    parts = bin_column(out)
+    for _, rows in out.groupby(["label", *extra]).groups.items():
+        n = len(rows)
+        if n < split.min_stratum_size:
+            continue  # merged into its class's rare bucket
+        counts = parts.loc[rows].value_counts()
+        for part, fraction in fractions.items():
+            assert abs(counts.get(part, 0) - n * fraction) < 1 + 1e-6, (part, n, counts.to_dict())
+
+
+@FAST
+@given(label_frames(grouped=True), st.integers(0, 1000))
+def test_groups_never_span_two_splits_or_folds(case, seed):
+    frame, extra, split = case
+    try:
+        out = assign_quietly(frame, extra, split, group="patient", seed=seed)
+    except DataError as error:
+        # Legal outcome for unlucky groupings, but it must say which column is at fault.
+        assert "'patient'" in str(error)
+        return
+    assert (out.groupby("patient")["split"].nunique() == 1).all()
+    if "fold" in out.columns:
+        assert (out.groupby("patient")["fold"].nunique() == 1).all()
+    for part in dict(split.bins):
+        assert (bin_column(out) == part).any(), part
+
+
+@FAST
+@given(label_frames(grouped=False), st.integers(0, 1000))
+def test_same_input_and_seed_give_identical_splits(case, seed):
+    frame, extra, split = case
+    first = assign_quietly(frame, extra, split, seed=seed)
+    again = assign_quietly(frame.copy(), extra, split, seed=seed)
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_different_seeds_usually_differ():
+    frame = small_frame()
+    splits = {tuple(assign_quietly(frame, ["hos"], HOLDOUT, seed=seed)["split"]) for seed in range(6)}
+    assert len(splits) >= 5
+
+
+def test_output_keeps_rows_and_columns_and_adds_split():
+    frame = small_frame().sample(frac=1.0, random_state=1)
+    out = assign_quietly(frame, ["hos"], HOLDOUT)
+    assert list(out.columns) == [*frame.columns, "split"]
+    pd.testing.assert_frame_equal(out[frame.columns], frame)
+    assert set(out["split"]) == {"train", "valid", "test"}
+    assert "split" not in frame.columns  # a copy, not the caller's frame
+
+
+@FAST
+@given(label_frames(grouped=False, splits=[s for s in SPLIT_SPECS if s.kfold]), st.integers(0, 1000))
+def test_kfold_folds_partition_non_test_rows_and_test_is_fixed(case, seed):
+    frame, extra, split = case
+    outs = [
+        assign_quietly(frame, extra, SplitSpec(test=split.test, folds=split.folds, fold=f), seed=seed)
+        for f in range(split.folds)
+    ]
+    test = outs[0]["split"] == "test"
+    for f, out in enumerate(outs):
+        pd.testing.assert_series_equal(out["split"] == "test", test)
+        pd.testing.assert_series_equal(out["fold"], outs[0]["fold"])
+        assert ((out["fold"] == -1) == test).all()
+        assert ((out["split"] == "valid") == (out["fold"] == f)).all()
+    valid_sets = [set(np.flatnonzero(out["split"] == "valid")) for out in outs]
+    assert sum(len(s) for s in valid_sets) == int((~test).sum())  # disjoint ...
+    assert set().union(*valid_sets) == set(np.flatnonzero(~test))  # ... and covering
+
+
+def test_rare_strata_warn_and_are_merged_per_class():
+    frame = small_frame(n_per_class=40)
+    frame.loc[[0, 1], "hos"] = "h9"  # class a x h9: 2 rows, too few for 3 splits
+    with pytest.warns(UserWarning, match=r"\(a, h9\): 2"):
+        out = assign_splits(frame, target="label", stratify=["hos"], group=None, split=HOLDOUT, seed=0)
+    # The class still keeps its share in every split: merging stays within class a.
+    per_split = out[out["label"] == "a"]["split"].value_counts()
+    for name, fraction in dict(HOLDOUT.bins).items():
+        assert abs(per_split[name] - 40 * fraction) < 1 + 1e-6
+
+
+def test_target_class_too_rare_for_every_split_is_a_data_error():
+    frame = small_frame()
+    frame.loc[:3, "label"] = "zz"  # 4 rows; test=0.2 needs 5 for one test row
+    frame = frame[(frame["label"] != "a") | (frame.index > 30)]
+    with pytest.raises(DataError, match=r"'zz' \(4 rows\)"):
+        assign_splits(frame, target="label", stratify=["hos"], group=None, split=HOLDOUT, seed=0)
+
+
+def test_missing_column_lists_available_columns():
+    with pytest.raises(DataError, match=r"'ward' not found; available columns: label, hos, patient, x"):
+        assign_splits(small_frame(), target="label", stratify=["ward"], group=None, split=HOLDOUT, seed=0)
+    with pytest.raises(DataError, match="'pid' not found"):
+        assign_splits(small_frame(), target="label", stratify=[], group="pid", split=HOLDOUT, seed=0)
+
+
+@pytest.mark.parametrize("column", ["label", "hos", "patient"])
+def test_nan_in_used_column_names_column_and_count(column):
+    frame = small_frame()
+    frame.loc[[2, 5, 7], column] = np.nan
+    with pytest.raises(DataError, match=rf"'{column}': 3 missing"):
+        assign_splits(frame, target="label", stratify=["hos"], group="patient", split=HOLDOUT, seed=0)
+
+
+def test_reserved_output_column_is_refused():
+    frame = small_frame().assign(split="x")
+    with pytest.raises(DataError, match="'split' is reserved"):
+        assign_splits(frame, target="label", stratify=[], group=None, split=HOLDOUT, seed=0)
+
+
+def test_too_few_groups_is_a_data_error_naming_the_group_column():
+    frame = small_frame().assign(patient=lambda f: np.where(f.index % 2, "p1", "p2"))
+    with pytest.raises(DataError, match=r"group column 'patient': 2 group\(s\)"):
+        assign_splits(frame, target="label", stratify=[], group="patient", split=HOLDOUT, seed=0)
+
+
+def test_class_living_in_one_group_is_a_data_error():
+    frame = small_frame()
+    frame.loc[frame["label"] == "c", "patient"] = "p-c"
+    with pytest.raises(DataError, match=r"group column 'patient'.*'c' in 1 group"):
+        assign_splits(frame, target="label", stratify=[], group="patient", split=HOLDOUT, seed=0)
+
+
+def test_groups_of_very_different_sizes_keep_shares_roughly():
+    rng = np.random.default_rng(3)
+    sizes = [40, 25, 12] + [int(s) for s in rng.integers(1, 4, size=150)]
+    patient = np.repeat(np.arange(len(sizes)), sizes)
+    frame = pd.DataFrame({"label": rng.choice(["a", "b"], size=len(patient)), "patient": patient})
+    out = assign_splits(frame, target="label", stratify=[], group="patient", split=HOLDOUT, seed=0)
+    assert (out.groupby("patient")["split"].nunique() == 1).all()
+    shares = out["split"].value_counts(normalize=True)
+    for name, fraction in dict(HOLDOUT.bins).items():
+        assert abs(shares[name] - fraction) < 0.03
+    # The biggest groups go to train, where they fit.
+    assert set(out.loc[out["patient"] < 3, "split"]) == {"train"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"test": 0.0, "valid": 0.2}, "split.test"),
+        ({"test": 0.2, "valid": 1.2}, "split.valid"),
+        ({"test": 0.5, "valid": 0.5}, "leave rows for train"),
+        ({"test": 0.2}, "give valid"),
+        ({"test": 0.2, "valid": 0.2, "folds": 5, "fold": 0}, "either valid"),
+        ({"test": 0.2, "folds": 1, "fold": 0}, "split.folds"),
+        ({"test": 0.2, "folds": 5, "fold": 5}, r"split.fold: expected an integer in \[0, 4\]"),
+    ],
+)
+def test_split_spec_validation_names_the_key(kwargs, key):
+    with pytest.raises(ConfigError, match=key):
+        SplitSpec(**kwargs)
+
+
+def test_describe_reports_counts_shares_folds_and_leakage():
+    out = assign_quietly(small_frame(), ["hos"], KFOLD, group="patient")
+    text = describe_manifest(out, stratify=["label", "hos"], group="patient")
+    n_test = int((out["split"] == "test").sum())
+    assert re.search(rf"^  test +{n_test} +20\.0%$", text, re.MULTILINE)
+    assert "label x hos: count (share within split)" in text
+    assert "rows per fold" in text and "fold 2" in text
+    assert "groups in more than one split: 0" in text
+    assert "groups in more than one fold: 0" in text
+
+
+# --- cache -------------------------------------------------------------------------------
+
+
+def build(frame: pd.DataFrame, cache_dir, split: SplitSpec = HOLDOUT, seed: int = 0):
+    return build_or_load_manifest(
+        frame, target="label", stratify=["hos"], group="patient", split=split, seed=seed, cache_dir=cache_dir
+    )
+
+
+def test_manifest_is_reused_until_labels_or_settings_change(tmp_path):
+    frame = small_frame()
+    first = build(frame, tmp_path)
+    assert not first.reused and first.path.exists()
+    assert first.path.name == f"manifest-{first.content_hash[:16]}.csv"
+    meta = json.loads(first.path.with_suffix(".json").read_text())
+    assert meta["hash"] == first.content_hash and meta["n_rows"] == len(frame)
+    assert meta["split"] == {"test": 0.2, "valid": 0.2, "folds": None, "fold": None}
+    assert pd.read_csv(first.path)["split"].tolist() == first.frame["split"].tolist()
+
+    again = build(frame, tmp_path)
+    assert again.reused and again.content_hash == first.content_hash
+    pd.testing.assert_frame_equal(again.frame, first.frame)
+
+    changed = frame.copy()
+    changed.loc[0, "hos"] = "h2" if changed.loc[0, "hos"] == "h1" else "h1"
+    assert not build(changed, tmp_path).reused
+    assert not build(frame, tmp_path, split=SplitSpec(test=0.2, valid=0.3)).reused
+    assert not build(frame, tmp_path, seed=1).reused
+    assert build(frame, tmp_path).reused
+
+
+def test_kfold_manifest_cache_keeps_fold_column(tmp_path):
+    first = build(small_frame(), tmp_path, split=KFOLD)
+    again = build(small_frame(), tmp_path, split=KFOLD)
+    assert again.reused
+    pd.testing.assert_frame_equal(again.frame, first.frame)
+    assert again.frame["fold"].dtype == np.int64
+
+
+def test_manifest_without_sidecar_is_rebuilt(tmp_path):
+    first = build(small_frame(), tmp_path)
+    first.path.with_suffix(".json").unlink()  # as after a crash between the two writes
+    assert not build(small_frame(), tmp_path).reused
+
+
+def test_failed_write_leaves_no_partial_manifest(tmp_path, monkeypatch):
+    real_to_csv = pd.DataFrame.to_csv
+
+    def crash_midway(self, buf=None, *args, **kwargs):
+        if buf is None:  # hashing the labels: let it through
+            return real_to_csv(self, buf, *args, **kwargs)
+        buf.write("label,hos,patient,x,split\na,h1,")  # part of a row, then the disk "fails"
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        build(small_frame(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    manifest = build(small_frame(), tmp_path)
+    assert not manifest.reused
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".csv", ".json"]
+
+
+def test_unreadable_sidecar_is_rebuilt_and_numpy_seed_hashes_like_int(tmp_path):
+    first = build(small_frame(), tmp_path)
+    first.path.with_suffix(".json").write_text("{not json")
+    rebuilt = build(small_frame(), tmp_path)
+    assert not rebuilt.reused and rebuilt.content_hash == first.content_hash
+    assert build(small_frame(), tmp_path, seed=np.int64(0)).reused
+
+
+def test_describe_shares_are_within_each_split():
+    frame = pd.DataFrame({"label": ["a"] * 60 + ["b"] * 40, "hos": ["h1", "h2"] * 50})
+    out = assign_splits(frame, target="label", stratify=["hos"], group=None, split=HOLDOUT, seed=0)
+    text = describe_manifest(out, stratify=["label"], group=None)
+    assert re.search(r"^  a +36 \(60\.0%\) +12 \(60\.0%\) +12 \(60\.0%\) +60 \(60\.0%\)$", text, re.MULTILINE)
+    assert "groups" not in text and "fold" not in text
