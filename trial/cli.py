@@ -11,9 +11,10 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from trial.errors import UserError
+from trial.errors import SweepFailed, UserError
 
 EXIT_USER_ERROR = 2
+EXIT_SWEEP_FAILED = 1
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"trial: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except SweepFailed as error:
+        print(f"trial: error: {error}", file=sys.stderr)
+        return EXIT_SWEEP_FAILED
 
 
 if __name__ == "__main__":

@@ -368,6 +368,8 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
             raise ConfigError(
                 f"search.space.{key}: not a param of solver {config.solver.name!r}; its params: {', '.join(known)}"
             )
+    for key, spec in config.search.space.items():
+        _check_space_values(solver_cls, config.solver.params, key, spec)
     if len(config.search.space) > 2:
         warnings.warn(
             f"search.space searches {len(config.search.space)} params; searching one or two "
@@ -388,6 +390,21 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
             "solver": config.solver.model_copy(update={"params": asdict(params)}),
         }
     )
+
+
+def _check_space_values(solver_cls: Any, params: Mapping[str, Any], key: str, spec: Distribution) -> None:
+    """A searched range whose ends the solver would refuse fails now, not in every trial."""
+    if spec.type == "choice":
+        candidates = list(spec.values)
+    elif spec.type == "int":
+        candidates = [int(spec.low), int(spec.high)]
+    else:
+        candidates = [spec.low, spec.high]
+    for value in candidates:
+        try:
+            solver_cls.parse_params({**params, key: value})
+        except ConfigError as error:
+            raise ConfigError(f"search.space.{key}: the value {value!r} would be refused ({error})") from None
 
 
 def _normalise_space(space: dict[str, Any]) -> dict[str, Any]:

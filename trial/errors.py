@@ -18,3 +18,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A labels file, column or data file is unusable; the message names it."""
+
+
+class SweepFailed(Exception):
+    """The sweep ran but produced nothing usable (every trial failed); exit code 1."""

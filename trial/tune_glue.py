@@ -26,7 +26,7 @@ from ray.tune.search.optuna import OptunaSearch
 from trial.config import Distribution, ScalingConfig, SweepConfig
 from trial.context import RayContext, load_state
 from trial.data import PreparedData, open_split, prepare_data
-from trial.errors import ConfigError
+from trial.errors import ConfigError, SweepFailed
 from trial.tracking import Tracker
 from trial.worker import TrialJob, evaluate, load_trained_model, train_solver
 
@@ -195,6 +195,9 @@ def check_storage(path: Path) -> None:
 
 def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: int = 1) -> SweepOutcome:
     """Run the whole sweep; user mistakes surface as UserError before any run is opened."""
+    # Keeping one checkpoint per trial forces a state snapshot per report; with epochs
+    # of a few seconds Tune warns about it every time, which buries the progress table.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     tracker = Tracker(config)  # an unreachable tracking store fails here, first
     check_storage(config.storage_path)
     prepared = prepare_data(config)
@@ -255,9 +258,12 @@ def _tuner(config: SweepConfig, prepared: PreparedData, callback: Any, pruned: s
 
 def _finish(config: SweepConfig, tracker: Tracker, callback: Any, prepared: PreparedData, results: Any) -> SweepOutcome:
     """Evaluate the best trial's best epoch on valid and test; record it on the parent run."""
+    if all(result.error is not None for result in results):
+        first = results[0]
+        raise SweepFailed(
+            f"all {len(results)} trials failed; the first ({first.metrics.get('trial_id', '?')}): {_one_line(first.error)}"
+        )
     best = results.get_best_result(metric=config.search.metric, mode=config.metric_mode, scope="all")
-    if best.error is not None and best.checkpoint is None:
-        raise RuntimeError(f"every trial failed; the first error: {best.error}")
     trial_id = best.metrics["trial_id"]
     searched = {name: best.config[name] for name in config.search.space}
     state = _load_checkpoint(best)
@@ -287,6 +293,14 @@ def _finish(config: SweepConfig, tracker: Tracker, callback: Any, prepared: Prep
         n_pruned=len(callback.pruned_trials),
         n_failed=len(results.errors),
     )
+
+
+def _one_line(error: BaseException) -> str:
+    """The innermost message of a (possibly Ray-wrapped) error, on one line."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _load_checkpoint(result: Any) -> Mapping[str, Any]:

@@ -200,3 +200,18 @@ def test_solver_must_fit_the_datasets_kind():
     raw["data"]["dataset"] = "digits"
     with pytest.raises(ConfigError, match=r"^solver.name: 'ecg_cnn1d' trains on signal data but dataset 'digits' is image data; solvers for it: image_cnn$"):
         resolve(raw)
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ({"type": "uniform", "low": 1, "high": 20}, r"search.space.epochs: the value 1.0 would be refused \(solver.params.epochs"),
+        ({"type": "int", "low": 0, "high": 5}, r"search.space.epochs: the value 0 would be refused \(solver.params.epochs"),
+        ({"type": "choice", "values": [2, "three"]}, r"search.space.epochs: the value 'three' would be refused"),
+    ],
+)
+def test_searched_values_the_solver_refuses_fail_before_any_trial(spec, expected):
+    raw = copy.deepcopy(BASE)
+    raw["search"]["space"] = {"epochs": spec}
+    with pytest.raises(ConfigError, match=expected):
+        resolve(raw)
