@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Ray cluster to join (default: $RAY_ADDRESS, else start a local Ray on 127.0.0.1)",
     )
+    run.add_argument(
+        "--debug",
+        action="store_true",
+        help="check the set-up in seconds: a stratified 5%% of the data, 2 epochs, 2 trials, runs tagged debug",
+    )
     verbosity = run.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="no progress table, only the summary")
     verbosity.add_argument("--verbose", action="store_true", help="Tune's detailed per-result output")
@@ -65,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from trial.config import load_config
 
-    config = load_config(args.config, args.overrides)
+    overrides = [*args.overrides, "debug=true"] if args.debug else args.overrides
+    config = load_config(args.config, overrides)
     from trial.summary import print_summary
     from trial.tune_glue import run_sweep
 

@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from trial.errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
+# What `debug: true` (`trial run --debug`) shrinks a sweep to.
+DEBUG_SUBSAMPLE = 0.05
+DEBUG_MAX_EPOCHS = 2
+DEBUG_MAX_TRIALS = 2
 
 # Lists in YAML become tuples, so the frozen config is immutable all the way down.
 StrTuple = Annotated[tuple[str, ...], Field(strict=False)]
@@ -89,6 +93,8 @@ class DataConfig(_Section):
     ] = Field(default_factory=HoldoutSplit)
     balance: StrTuple | None = None
     """Sampler strata: every batch holds these columns' joint values evenly."""
+    subsample: float | None = Field(None, gt=0, le=1)
+    """Train on a fraction of the rows, stratified on the target (a quick set-up check)."""
     on_bad_file: Literal["error", "skip"] = "error"
     allow_outside_root: bool = False
     """Allow sample paths that escape the labels CSV's folder."""
@@ -182,6 +188,9 @@ class SweepConfig(_Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    debug: bool = False
+    """A set-up check in seconds: a stratified 5% of the data (data.subsample), at most
+    2 epochs and 2 trials; every run is tagged `debug`."""
     storage: str | None = None
     """Tune storage (checkpoints, experiment state) and the data cache; default:
     a `trial_runs` folder beside the MLflow sqlite store (or the working directory)."""
@@ -384,10 +393,17 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
     data_cfg = config.data
     if data_cfg.stratify is None:
         data_cfg = data_cfg.model_copy(update={"stratify": (data_cfg.target,)})
+    solver_params = asdict(params)
+    search = config.search
+    if config.debug:
+        data_cfg = data_cfg.model_copy(update={"subsample": data_cfg.subsample or DEBUG_SUBSAMPLE})
+        solver_params["epochs"] = min(solver_params["epochs"], DEBUG_MAX_EPOCHS)
+        search = search.model_copy(update={"num_samples": min(search.num_samples, DEBUG_MAX_TRIALS)})
     return config.model_copy(
         update={
             "data": data_cfg,
-            "solver": config.solver.model_copy(update={"params": asdict(params)}),
+            "search": search,
+            "solver": config.solver.model_copy(update={"params": solver_params}),
         }
     )
 

@@ -38,6 +38,8 @@ class PreparedData:
     input_shape: tuple[int, ...]
     balance: tuple[str, ...] | None
     manifest_hash: str
+    sample_columns: tuple[str, ...] = ()
+    """Kept beside each prediction: the sample's file, its stratify and balance values."""
 
     @property
     def num_classes(self) -> int:
@@ -76,6 +78,17 @@ class SplitData:
         return [list(range(start, min(start + batch_size, len(self)))) for start in range(0, len(self), batch_size)]
 
 
+def probability_frame(prepared: PreparedData, split: SplitData, proba: np.ndarray) -> pd.DataFrame:
+    """One split's predictions: manifest row, sample columns, true class, a probability per class."""
+    frame = pd.DataFrame({"row": split.rows})
+    for column in prepared.sample_columns:
+        frame[column] = split.frame[column].to_numpy()
+    frame["target"] = split.frame[prepared.target].to_numpy()
+    for index, value in enumerate(prepared.classes):
+        frame[f"proba_{value}"] = proba[:, index]
+    return frame
+
+
 def open_split(prepared: PreparedData, split: str, frame: pd.DataFrame | None = None) -> SplitData:
     frame = prepared.frame() if frame is None else frame
     x = np.load(prepared.arrays, mmap_mode="r")
@@ -92,6 +105,8 @@ def prepare_data(config: SweepConfig) -> PreparedData:
     cache_dir.mkdir(parents=True, exist_ok=True)
     labels_csv = _labels_csv(data)
     labels = _read_labels(labels_csv, data)
+    if data.subsample is not None:
+        labels = stratified_subsample(labels, data.target, data.subsample, seed=config.seed)
 
     if data.path_column is not None:
         paths = resolve_paths(
@@ -131,7 +146,22 @@ def prepare_data(config: SweepConfig) -> PreparedData:
         input_shape=input_shape,
         balance=data.balance,
         manifest_hash=manifest.content_hash,
+        sample_columns=tuple(dict.fromkeys(c for c in (data.path_column, *data.stratify, *(data.balance or ())) if c)),
     )
+
+
+# Enough rows of every class for a hold-out or k-fold split of a subsample to work.
+MIN_ROWS_PER_CLASS = 20
+
+
+def stratified_subsample(labels: pd.DataFrame, target: str, fraction: float, *, seed: int) -> pd.DataFrame:
+    """`fraction` of each target class's rows (at least MIN_ROWS_PER_CLASS), in file order."""
+    rng = np.random.default_rng(seed)
+    keep: list[np.ndarray] = []
+    for _, rows in labels.groupby(target, sort=True).indices.items():
+        count = min(len(rows), max(MIN_ROWS_PER_CLASS, round(fraction * len(rows))))
+        keep.append(rng.choice(rows, size=count, replace=False))
+    return labels.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
 
 
 def _labels_csv(data: DataConfig) -> Path:

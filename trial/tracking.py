@@ -36,9 +36,11 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=config.tracking_uri)
         self.experiment_id = _experiment_id(self.client, config)
         self.parent_id: str | None = None
+        # Set on the parent and every child, so debug sweeps filter out in the UI.
+        self.common_tags = {"debug": "true"} if config.debug else {}
 
     def start_parent(self, extra_tags: Mapping[str, str] | None = None) -> str:
-        tags = {ROLE_TAG: "sweep", "mlflow.runName": self.config.name, **(extra_tags or {})}
+        tags = {ROLE_TAG: "sweep", "mlflow.runName": self.config.name, **self.common_tags, **(extra_tags or {})}
         run = self.client.create_run(self.experiment_id, run_name=self.config.name, tags=tags)
         self.parent_id = run.info.run_id
         searched = set(self.config.search.space)
@@ -62,7 +64,11 @@ class Tracker:
         self.client.log_text(self.parent_id, text, name)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        self.client.log_artifact(self.parent_id, str(path), folder)
+        """A file, or a folder's files, on the parent run under `folder`."""
+        if path.is_dir():
+            self.client.log_artifacts(self.parent_id, str(path), folder)
+        else:
+            self.client.log_artifact(self.parent_id, str(path), folder)
 
     def end_parent(self, status: str) -> None:
         if self.parent_id is not None:
@@ -93,6 +99,7 @@ class TrialRunsCallback(Callback):
             ROLE_TAG: "trial",
             TRIAL_ID_TAG: trial.trial_id,
             "mlflow.runName": trial.trial_id,
+            **tracker.common_tags,
         }
         run = tracker.client.create_run(tracker.experiment_id, run_name=trial.trial_id, tags=tags)
         self.run_ids[trial.trial_id] = run.info.run_id

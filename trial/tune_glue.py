@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,10 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trial.config import Distribution, ScalingConfig, SweepConfig
 from trial.context import RayContext, load_state
-from trial.data import PreparedData, open_split, prepare_data
+from trial.data import SPLITS, PreparedData, open_split, prepare_data, probability_frame
 from trial.errors import ConfigError, SweepFailed
 from trial.tracking import Tracker
-from trial.worker import TrialJob, evaluate, load_trained_model, train_solver
+from trial.worker import TrialJob, load_trained_model, predict, split_metrics, train_solver
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -270,9 +271,15 @@ def _finish(config: SweepConfig, tracker: Tracker, callback: Any, prepared: Prep
     job = sweep_job(config, prepared).with_trial_params(searched)
     solver, model = load_trained_model(job, state["best_model"])
     frame = prepared.frame()
-    cpu = torch.device("cpu")
-    valid = evaluate(solver, model, open_split(prepared, "valid", frame), cpu, prefix="valid")
-    test = evaluate(solver, model, open_split(prepared, "test", frame), cpu, prefix="test")
+    metrics: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="trial-predictions-") as directory:
+        for split_name in SPLITS:
+            split = open_split(prepared, split_name, frame)
+            proba = predict(solver, model, split, torch.device("cpu"))
+            metrics[split_name] = split_metrics(split, proba, prefix=split_name)
+            probability_frame(prepared, split, proba).to_csv(Path(directory) / f"{split_name}_probability.csv", index=False)
+        tracker.log_artifact(Path(directory), "predictions")
+    valid, test = metrics["valid"], metrics["test"]
 
     tracker.log_params(tracker.parent_id, searched)
     tracker.client.set_tag(tracker.parent_id, "trial.best_trial_id", trial_id)

@@ -106,7 +106,10 @@ def train_solver(job: TrialJob, ctx: SolverContext) -> None:
 
 def evaluate(solver: Solver, model: torch.nn.Module, split: SplitData, device: torch.device, *, prefix: str) -> dict[str, float]:
     """`prefix/<metric>` for every classification metric over a whole split."""
-    proba = predict(solver, model, split, device)
+    return split_metrics(split, predict(solver, model, split, device), prefix=prefix)
+
+
+def split_metrics(split: SplitData, proba: np.ndarray, *, prefix: str) -> dict[str, float]:
     return {f"{prefix}/{name}": value for name, value in classification_metrics(split.y, proba).items()}
 
 

@@ -1,10 +1,12 @@
 """The CLI as a user runs it: a real sweep, a real local Ray, a real MLflow sqlite store."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -87,7 +89,9 @@ def test_parent_holds_config_manifest_and_best_trial(sweep):
     _, result, client, parents, children = sweep
     parent = parents[0]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"config.yaml", "manifest"} <= artifacts
+    assert {"config.yaml", "manifest", "predictions"} <= artifacts
+    predictions = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "predictions")}
+    assert predictions == {"train_probability.csv", "valid_probability.csv", "test_probability.csv"}
     manifest_files = [a.path for a in client.list_artifacts(parent.info.run_id, "manifest")]
     assert len(manifest_files) == 1 and manifest_files[0].endswith(".csv")
     best_id = parent.data.tags["trial.best_trial_id"]
@@ -107,3 +111,51 @@ def test_summary_names_best_trial_and_ui_command(sweep):
     assert f"Best trial {parents[0].data.tags['trial.best_trial_id']}" in out
     assert f"mlflow ui --backend-store-uri sqlite:///{workdir / 'mlflow.db'}" in out
     assert (workdir / "trial_runs" / "e2e").is_dir()  # Tune storage beside the MLflow store
+
+
+def test_prediction_csvs_hold_sample_columns_and_probabilities(sweep, tmp_path):
+    _, _, client, parents, _ = sweep
+    local = client.download_artifacts(parents[0].info.run_id, "predictions/test_probability.csv", str(tmp_path))
+    frame = pd.read_csv(local)
+    assert list(frame.columns) == ["row", "path", "label", "hos", "age_group", "target", "proba_0", "proba_1"]
+    assert ((frame["proba_0"] + frame["proba_1"]).round(6) == 1).all()
+    assert (frame["label"] == frame["target"]).all()
+
+
+def test_debug_mode_runs_the_default_demo_small_and_tags_it(tmp_path):
+    result = run_cli(["--debug", "--quiet"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("demo-ecg").experiment_id])
+    assert len(runs) == 3  # the parent and 2 trials
+    assert all(r.data.tags.get("debug") == "true" for r in runs)
+    child = next(r for r in runs if r.data.tags["trial.role"] == "trial")
+    assert child.data.params["epochs"] == "2" and child.data.params["data.subsample"] == "0.05"
+    manifest = next((tmp_path / "trial_runs" / "cache").glob("manifest-*.csv"))
+    frame = pd.read_csv(manifest)
+    assert 100 <= len(frame) <= 130  # 5% of 2000, at least 20 rows of the rare class
+    assert (frame["label"] == 1).sum() >= 20
+
+
+def test_manifest_command_prints_path_and_split_shares(tmp_path):
+    config = {
+        "name": "m",
+        "data": {"dataset": "demo_ecg", "dataset_params": {"n_recordings": 240}},
+        "solver": {"name": "ecg_cnn1d"},
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "trial.cli", "manifest", "--config", "m.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert Path(lines[0]).is_file() and lines[0].endswith(".csv")
+    assert "hos" in result.stdout and "groups in more than one split: 0" in result.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "trial.cli", "manifest", "--config", "m.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+    assert again.stdout.splitlines()[0] == lines[0]  # reused by content hash
