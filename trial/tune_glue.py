@@ -246,6 +246,8 @@ def _tuner(config: SweepConfig, prepared: PreparedData, callback: Any, pruned: s
             num_samples=config.search.num_samples,
             trial_name_creator=lambda trial: trial.trial_id,
             trial_dirname_creator=lambda trial: trial.trial_id,
+            # A finished trial's process (torch and the solvers already imported) runs the next.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=config.name,

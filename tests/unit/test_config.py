@@ -215,3 +215,9 @@ def test_searched_values_the_solver_refuses_fail_before_any_trial(spec, expected
     raw["search"]["space"] = {"epochs": spec}
     with pytest.raises(ConfigError, match=expected):
         resolve(raw)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_sample_config_resolves_and_searches_one_or_two_params(path):
+    config = load_config(path)
+    assert 1 <= len(config.search.space) <= 2
