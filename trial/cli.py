@@ -1,4 +1,4 @@
-"""The `trial` command: `trial run`, `trial manifest`.
+"""The `trial` command: `trial run`, `trial manifest`, `trial report`.
 
 `python trial/run.py ARGS` is the same as `trial run ARGS`. A mistake in the user's
 input (a `UserError`) is one line on stderr and exit code 2, never a traceback.
@@ -6,6 +6,7 @@ input (a `UserError`) is one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -64,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_args(manifest)
     manifest.set_defaults(handler=_manifest)
+
+    report = commands.add_parser(
+        "report",
+        help="rebuild a sweep's HTML report from the MLflow store",
+        description="Rebuild the HTML report of a sweep (an experiment's newest sweep, or a parent run id) "
+        "from the MLflow store, log it on the parent run as report.html and print its path.",
+    )
+    report.add_argument("target", metavar="EXPERIMENT_OR_RUN_ID")
+    report.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
+    )
+    report.add_argument("--out", type=Path, default=None, help="folder for report.html (default: a temporary folder)")
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -93,6 +109,14 @@ def _manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from trial.config import default_tracking_uri
+    from trial.report import report_command
+
+    print(report_command(args.target, args.tracking_uri or default_tracking_uri(), args.out))
+    return 0
+
+
 def _one_line_warnings() -> None:
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
         print(f"trial: warning: {message}", file=sys.stderr)
@@ -103,6 +127,8 @@ def _one_line_warnings() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _one_line_warnings()
+    # MLflow logs its store set-up ("Creating initial MLflow database tables") at INFO.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         return args.handler(args)
     except UserError as error:

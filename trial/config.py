@@ -9,11 +9,13 @@ completed) is what gets logged to MLflow, so a run can be reproduced from it alo
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Sequence, get_args, get_origin
 
+import optuna
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
@@ -151,6 +153,13 @@ class Distribution(_Section):
     def is_log(self) -> bool:
         return self.type == "loguniform" or self.log
 
+    def to_optuna(self) -> optuna.distributions.BaseDistribution:
+        if self.type == "choice":
+            return optuna.distributions.CategoricalDistribution(list(self.values))
+        if self.type == "int":
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.is_log, step=int(self.step or 1))
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.is_log, step=self.step)
+
 
 class SearchConfig(_Section):
     metric: str = "valid/loss"
@@ -173,16 +182,21 @@ class ScalingConfig(_Section):
     max_failures: int = Field(2, ge=0)
 
 
+def default_tracking_uri() -> str:
+    """MLflow's own MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
 class TrackingConfig(_Section):
     uri: str | None = None
-    """MLflow tracking URI; null: sqlite:///mlflow.db in the working directory."""
+    """MLflow tracking URI; null: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
     experiment: str | None = None
     """MLflow experiment; default: the sweep's name."""
 
 
 class SweepConfig(_Section):
     name: str = Field(min_length=1)
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**32)
     data: DataConfig
     solver: SolverConfig
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -199,7 +213,7 @@ class SweepConfig(_Section):
 
     @property
     def tracking_uri(self) -> str:
-        return self.tracking.uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        return self.tracking.uri or default_tracking_uri()
 
     @property
     def experiment_name(self) -> str:
@@ -372,6 +386,11 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
         )
     params = solver_cls.parse_params(config.solver.params)
     known = solver_cls.param_names()
+    if not config.search.space:
+        raise ConfigError(
+            "search.space: nothing to search; name one or two solver params, "
+            "e.g. lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}"
+        )
     for key in config.search.space:
         if key not in known:
             raise ConfigError(

@@ -8,6 +8,8 @@ thread), writes each trial's child run with `mlflow.parentRunId` set, in batches
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,14 +17,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
+from sqlalchemy.exc import SQLAlchemyError
 
 from trial.config import SweepConfig
 from trial.errors import ConfigError
+from trial.tags import ERROR_TAG, PARENT_TAG, PRUNED_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG
 
-ROLE_TAG = "trial.role"
-TRIAL_ID_TAG = "trial.trial_id"
-PARENT_TAG = "mlflow.parentRunId"
-PRUNED_TAG = "trial.pruned"
 # Tune adds its own bookkeeping to every result; only the solver's metrics go to MLflow.
 _METRIC_PREFIXES = ("train/", "valid/")
 _WORKER_TAGS = ("seeds", "nodes")
@@ -33,8 +33,7 @@ class Tracker:
 
     def __init__(self, config: SweepConfig) -> None:
         self.config = config
-        self.client = MlflowClient(tracking_uri=config.tracking_uri)
-        self.experiment_id = _experiment_id(self.client, config)
+        self.client, self.experiment_id = _open_store(config)
         self.parent_id: str | None = None
         # Set on the parent and every child, so debug sweeps filter out in the UI.
         self.common_tags = {"debug": "true"} if config.debug else {}
@@ -127,7 +126,7 @@ class TrialRunsCallback(Callback):
             return
         pruned = trial.trial_id in self.pruned_trials
         self.tracker.client.set_tag(run_id, PRUNED_TAG, str(pruned).lower())
-        self.tracker.client.set_tag(run_id, "trial.status", "pruned" if pruned else "completed")
+        self.tracker.client.set_tag(run_id, STATUS_TAG, "pruned" if pruned else "completed")
         self.tracker.client.set_terminated(run_id, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -135,8 +134,8 @@ class TrialRunsCallback(Callback):
         if run_id is None:
             return
         client = self.tracker.client
-        client.set_tag(run_id, "trial.status", "error")
-        client.set_tag(run_id, "trial.error", _error_text(trial)[:5000])
+        client.set_tag(run_id, STATUS_TAG, "error")
+        client.set_tag(run_id, ERROR_TAG, _error_text(trial)[:5000])
         client.set_terminated(run_id, "FAILED")
 
     def end_unfinished(self, status: str) -> None:
@@ -147,21 +146,37 @@ class TrialRunsCallback(Callback):
                 client.set_terminated(run_id, status)
 
 
-def _experiment_id(client: MlflowClient, config: SweepConfig) -> str:
-    """Find or create the experiment; an unreachable store is the user's tracking.uri."""
+def _open_store(config: SweepConfig) -> tuple[MlflowClient, str]:
+    """The client and the (found or created) experiment; an unusable store is the user's tracking.uri."""
+    _probe_server(config.tracking_uri)
     try:
+        client = MlflowClient(tracking_uri=config.tracking_uri)
         experiment = client.get_experiment_by_name(config.experiment_name)
-        if experiment is not None:
-            if experiment.lifecycle_stage == "deleted":
-                raise ConfigError(
-                    f"tracking.experiment: {config.experiment_name!r} is deleted in {config.tracking_uri}; "
-                    "restore it or choose another name"
-                )
-            return experiment.experiment_id
-        return client.create_experiment(config.experiment_name)
-    except MlflowException as error:
+        if experiment is None:
+            return client, client.create_experiment(config.experiment_name)
+        if experiment.lifecycle_stage == "deleted":
+            raise ConfigError(
+                f"tracking.experiment: {config.experiment_name!r} is deleted in {config.tracking_uri}; "
+                "restore it or choose another name"
+            )
+        return client, experiment.experiment_id
+    except (MlflowException, OSError, SQLAlchemyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"tracking.uri: cannot use {config.tracking_uri!r}: {first_line}") from None
+
+
+def _probe_server(uri: str) -> None:
+    """Fail in seconds on a tracking server that is not there: MLflow's own client
+    retries with back-off for minutes before it gives up."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).close()
+    except urllib.error.HTTPError:
+        return  # something answers; MLflow's own calls will say whether it is a tracking server
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConfigError(f"tracking.uri: cannot reach {uri!r}: {reason}") from None
 
 
 def _error_text(trial: Any) -> str:

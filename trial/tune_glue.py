@@ -28,6 +28,8 @@ from trial.config import Distribution, ScalingConfig, SweepConfig
 from trial.context import RayContext, load_state
 from trial.data import SPLITS, PreparedData, open_split, prepare_data, probability_frame
 from trial.errors import ConfigError, SweepFailed
+from trial.report import build_report
+from trial.tags import BEST_TRIAL_TAG
 from trial.tracking import Tracker
 from trial.worker import TrialJob, load_trained_model, predict, split_metrics, train_solver
 
@@ -37,16 +39,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # -- search space and scheduler -----------------------------------------------------
 
 
-def optuna_distribution(spec: Distribution) -> optuna.distributions.BaseDistribution:
-    if spec.type == "choice":
-        return optuna.distributions.CategoricalDistribution(list(spec.values))
-    if spec.type == "int":
-        step = int(spec.step or 1)
-        return optuna.distributions.IntDistribution(int(spec.low), int(spec.high), log=spec.is_log, step=step)
-    # Optuna cannot combine a step with a log scale; config validation keeps them apart.
-    return optuna.distributions.FloatDistribution(spec.low, spec.high, log=spec.is_log, step=spec.step)
-
-
 def build_searcher(config: SweepConfig, max_concurrent: int) -> ConcurrencyLimiter:
     search = config.search
     if search.algo == "random":
@@ -54,7 +46,7 @@ def build_searcher(config: SweepConfig, max_concurrent: int) -> ConcurrencyLimit
     else:
         # Constant liar: running trials count as bad guesses, so concurrent trials spread out.
         sampler = optuna.samplers.TPESampler(seed=config.seed, constant_liar=max_concurrent > 1)
-    space = {name: optuna_distribution(spec) for name, spec in search.space.items()}
+    space = {name: spec.to_optuna() for name, spec in search.space.items()}
     searcher = OptunaSearch(space=space, metric=search.metric, mode=config.metric_mode, sampler=sampler)
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
@@ -282,9 +274,12 @@ def _finish(config: SweepConfig, tracker: Tracker, callback: Any, prepared: Prep
             probability_frame(prepared, split, proba).to_csv(Path(directory) / f"{split_name}_probability.csv", index=False)
         tracker.log_artifact(Path(directory), "predictions")
     valid, test = metrics["valid"], metrics["test"]
+    with tempfile.TemporaryDirectory(prefix="trial-report-") as directory:
+        report = build_report(tracker.client, tracker.parent_id, Path(directory))
+        tracker.log_artifact(report)
 
     tracker.log_params(tracker.parent_id, searched)
-    tracker.client.set_tag(tracker.parent_id, "trial.best_trial_id", trial_id)
+    tracker.client.set_tag(tracker.parent_id, BEST_TRIAL_TAG, trial_id)
     tracker.log_metrics(tracker.parent_id, {**valid, **test})
     best_run = callback.run_ids.get(trial_id)
     if best_run is not None:

@@ -89,7 +89,7 @@ def test_parent_holds_config_manifest_and_best_trial(sweep):
     _, result, client, parents, children = sweep
     parent = parents[0]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"config.yaml", "manifest", "predictions"} <= artifacts
+    assert {"config.yaml", "manifest", "predictions", "report.html"} <= artifacts
     predictions = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "predictions")}
     assert predictions == {"train_probability.csv", "valid_probability.csv", "test_probability.csv"}
     manifest_files = [a.path for a in client.list_artifacts(parent.info.run_id, "manifest")]
@@ -159,3 +159,17 @@ def test_manifest_command_prints_path_and_split_shares(tmp_path):
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     )
     assert again.stdout.splitlines()[0] == lines[0]  # reused by content hash
+
+
+def test_report_command_rebuilds_the_report_from_the_store(sweep, tmp_path, capsys):
+    from trial.cli import main
+
+    workdir, _, client, parents, children = sweep
+    code = main(["report", "e2e", "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", "--out", str(tmp_path)])
+    assert code == 0
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    page = path.read_text()
+    assert path == tmp_path / "report.html"
+    for child in children:
+        assert child.data.tags["trial.trial_id"] in page
+    assert "Optimization history" in page and "Reliability (test)" in page

@@ -63,7 +63,7 @@ def test_demo_config_resolves_with_dataset_and_solver_defaults():
         ("search.space.lr", {"type": "loguniform", "low": 1e-4, "high": 1e-2, "q": 2}, "search.space.lr.q: unknown key; allowed here: type, low, high, step, log, values"),
         ("search.space.lr", {"_type": "normal", "_value": [0, 1]}, "search.space.lr._type: unknown distribution 'normal'"),
         ("search.space.lr", {"_type": "uniform", "_value": [0.1]}, "search.space.lr._value: uniform expects 2 numbers"),
-        ("search.space.momentum", {"type": "uniform", "low": 0.1, "high": 0.9}, "search.space.momentum: not a param of solver 'ecg_cnn1d'; its params: batch_size, channels, dropout, epochs, lr"),
+        ("search.space.beta3", {"type": "uniform", "low": 0.1, "high": 0.9}, "search.space.beta3: not a param of solver 'ecg_cnn1d'; its params: "),
         ("search.space.lr", {"type": "choice", "values": []}, "search.space.lr: choice needs a non-empty `values` list"),
         ("search.space.lr", {"type": "int", "low": 1.5, "high": 4}, "search.space.lr: int bounds must be whole numbers"),
         ("solver.name", "resnet", "solver.name: unknown solver 'resnet'; registered: ecg_cnn1d"),
@@ -221,3 +221,10 @@ def test_searched_values_the_solver_refuses_fail_before_any_trial(spec, expected
 def test_every_sample_config_resolves_and_searches_one_or_two_params(path):
     config = load_config(path)
     assert 1 <= len(config.search.space) <= 2
+
+
+def test_an_empty_search_space_is_an_error():
+    raw = copy.deepcopy(BASE)
+    raw["search"]["space"] = {}
+    with pytest.raises(ConfigError, match=r"^search.space: nothing to search; name one or two solver params"):
+        resolve(raw)

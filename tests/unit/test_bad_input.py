@@ -1,0 +1,152 @@
+"""Bad input through the CLI: one line on stderr naming the field or file, exit code 2,
+no traceback, no MLflow run left RUNNING, no partial manifest or cache entry.
+
+These fail before Ray starts, so they run in-process and fast.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from trial.cli import main
+
+
+@pytest.fixture
+def user_data(tmp_path: Path) -> Path:
+    """A team's data folder: labels.csv + one .npy per recording, 2 leads x 64 samples."""
+    folder = tmp_path / "ecg"
+    (folder / "records").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(120):
+        path = f"records/{index:04d}.npy"
+        np.save(folder / path, rng.normal(size=(2, 64)).astype(np.float32))
+        rows.append({"path": path, "label": int(index % 4 == 0), "hos": f"h{index % 3}", "patient_id": index // 2})
+    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
+    return folder
+
+
+def run(tmp_path: Path, capsys, data: dict, **sections) -> tuple[int, list[str]]:
+    config = {
+        "name": "bad",
+        "data": data,
+        "solver": {"name": "ecg_cnn1d", "params": {"epochs": 1}},
+        "search": {"space": {"lr": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}}},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+        "storage": str(tmp_path / "runs"),
+        **sections,
+    }
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    code = main(["run", "--config", str(tmp_path / "bad.yaml")])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def assert_nothing_half_written(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    if db.exists():
+        client = MlflowClient(f"sqlite:///{db}")
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        assert client.search_runs(experiments) == []
+    cache = tmp_path / "runs" / "cache"
+    if cache.exists():
+        leftovers = [p.name for p in cache.iterdir() if p.name.startswith("manifest-") or p.suffix == ".tmp" or ".partial" in p.name]
+        assert leftovers == []
+
+
+def labels_of(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / "labels.csv")
+
+
+def test_good_user_data_passes_the_checks(user_data, tmp_path, capsys, monkeypatch):
+    # The same set-up as every case below, minus the mistake, gets past data preparation.
+    from trial import tune_glue
+
+    def stop_before_ray(address=None, **_):
+        raise SystemExit("reached Ray")
+
+    monkeypatch.setattr(tune_glue, "connect_ray", stop_before_ray)
+    with pytest.raises(SystemExit, match="reached Ray"):
+        run(tmp_path, capsys, {"labels": str(user_data / "labels.csv"), "stratify": ["label", "hos"], "group": "patient_id"})
+
+
+@pytest.mark.parametrize(
+    "change, data, expected",
+    [
+        ("none", {"labels": "missing/labels.csv"}, "data.labels: file not found"),
+        ("none", {"stratify": ["label", "site"]}, "column 'site' not found"),
+        ("none", {"group": "subject"}, "column 'subject' not found"),
+        ("nan_label", {}, "label"),
+        ("rare_class", {}, "class"),
+        ("one_patient_positive", {"group": "patient_id"}, "patient_id"),
+        ("missing_file", {}, "records/0003.npy"),
+        ("corrupt_file", {}, "records/0005.npy"),
+        ("wrong_shape", {}, "shape (3, 64), expected (2, 64)"),
+        ("nan_values", {}, "records/0007.npy"),
+        ("escaping_path", {}, "../outside.npy"),
+        ("not_csv", {}, "labels.csv"),
+    ],
+)
+def test_bad_data_is_one_line_exit_2(user_data, tmp_path, capsys, change, data, expected):
+    labels = labels_of(user_data)
+    if change == "nan_label":
+        labels.loc[4, "label"] = np.nan
+    elif change == "rare_class":
+        labels.loc[:, "label"] = 0
+        labels.loc[0, "label"] = 1
+    elif change == "one_patient_positive":
+        # Enough positive rows for every split, but all of one patient's.
+        labels["patient_id"] = np.where(labels.index < 12, 0, labels["patient_id"] + 1)
+        labels["label"] = (labels["patient_id"] == 0).astype(int)
+    elif change == "missing_file":
+        os.remove(user_data / "records/0003.npy")
+    elif change == "corrupt_file":
+        (user_data / "records/0005.npy").write_bytes(b"\x00garbage" * 10)
+    elif change == "wrong_shape":
+        np.save(user_data / "records/0006.npy", np.zeros((3, 64), np.float32))
+    elif change == "nan_values":
+        np.save(user_data / "records/0007.npy", np.full((2, 64), np.nan, np.float32))
+    elif change == "escaping_path":
+        np.save(user_data.parent / "outside.npy", np.zeros((2, 64), np.float32))
+        labels.loc[2, "path"] = "../outside.npy"
+    if change == "not_csv":
+        (user_data / "labels.csv").write_bytes(b"\xff\xfe\x00binary\x00" * 20)
+    elif change != "none":
+        labels.to_csv(user_data / "labels.csv", index=False)
+    data = {"labels": str(user_data / "labels.csv"), **data}
+    if not Path(data["labels"]).is_absolute():
+        data["labels"] = str(tmp_path / data["labels"])
+
+    code, err = run(tmp_path, capsys, data)
+
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("trial: error: "), err
+    assert expected in err[0]
+    assert_nothing_half_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("sqlite:////proc/no-such-dir/mlflow.db", "tracking.uri: cannot use 'sqlite:////proc/no-such-dir/mlflow.db'"),
+        ("http://127.0.0.1:9", "tracking.uri: cannot reach 'http://127.0.0.1:9'"),
+    ],
+)
+def test_unusable_tracking_uri(user_data, tmp_path, capsys, uri, expected):
+    code, err = run(tmp_path, capsys, {"labels": str(user_data / "labels.csv")}, tracking={"uri": uri})
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"trial: error: {expected}")
+
+
+def test_storage_not_writable(user_data, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, err = run(tmp_path, capsys, {"labels": str(user_data / "labels.csv")}, storage=str(blocker / "runs"))
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"trial: error: storage: {blocker / 'runs'} is not writable")
+    assert_nothing_half_written(tmp_path)
