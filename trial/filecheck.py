@@ -7,22 +7,31 @@ sweep over the same 100k files only stats them. The kept files are then packed i
 contiguous float32 .npy that every worker memory-maps, instead of opening 100k files per
 epoch.
 
+The cache holds one row per checked path list (the most recent few), its paths, sizes,
+mtimes and verdict codes as packed columns: a rerun reads one row and compares arrays,
+where one row per file made reading the cache back cost as much as the stats. A list not
+seen before still reuses, path by path, the verdicts of the lists that are stored.
+
 Prediction outputs (`train_probability.csv`, `valid_probability.csv`,
 `test_probability.csv`) are results a sweep writes, never inputs: `check_files` skips
 them without opening them.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import math
 import os
 import sqlite3
 import stat
 import tempfile
+import time
 import warnings
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,12 +39,23 @@ import pandas as pd
 from trial.errors import ConfigError, DataError
 
 PREDICTION_OUTPUTS = frozenset({"train_probability.csv", "valid_probability.csv", "test_probability.csv"})
-# The table name carries the checks' version: when the checks change, old verdicts are
-# simply never read again.
-_TABLE = "verdicts_v1"
-# SQLite's historical limit on bound parameters is 999; stay below it.
-_LOOKUP_CHUNK = 900
+# The table name carries the checks' version: when the checks (or the layout) change, old
+# verdicts are simply never read again.
+_TABLE = "checks_v2"
+# Path lists whose snapshots are kept, most recently used first: a few datasets or folds in
+# turn, while the file stays a few MB per 100k paths.
+_KEEP_LISTS = 8
+_PATH_SEPARATOR = "\0"  # the one character no path holds
+# Sizes, mtime_ns and verdict codes as stored: the same bytes on every machine.
+_STAMP = np.dtype("<i8")
+_CODE = np.dtype("<i4")
 _NUMERIC_KINDS = "iuf"
+
+_Verdict = tuple[str | None, tuple[int, ...] | None, str | None]
+"""One file's own verdict: (reason it is bad or None, shape, dtype name); shape and dtype
+only for a good file."""
+_SKIPPED: _Verdict = (None, None, None)
+"""A prediction output's: ok, but not data, so it takes no part in the reference."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,73 +116,50 @@ def check_files(paths: Sequence[Path], *, cache_file: Path) -> FileCheckResult:
     A file is ok when it exists, loads with `np.load(allow_pickle=False)`, has a numeric
     dtype, holds only finite values, and has the shape and dtype most of the good files
     have (the reference). Each file's own verdict is cached in the sqlite file
-    `cache_file`; the shape/dtype comparison is redone every call, being cheap. Names in
-    PREDICTION_OUTPUTS are results, not inputs: they are neither opened nor reported bad.
+    `cache_file`, keyed by (absolute path, size, mtime_ns); a rerun stats every file and
+    opens only those whose size or mtime changed. The shape/dtype comparison is redone
+    every call, being cheap. Names in PREDICTION_OUTPUTS are results, not inputs: they
+    are neither opened nor reported bad.
     """
     # Plain strings in the loop: building 100k Path objects costs more than the stats.
-    names = [os.fspath(p) for p in paths]
-    n = len(names)
-    # Per path: a reason it is bad, or None with its (shape, dtype) once known good.
-    reasons: list[str | None] = [None] * n
-    found: list[tuple[tuple[int, ...], str] | None] = [None] * n
-    to_check: list[tuple[int, str, int, int]] = []  # (position, absolute path, size, mtime_ns)
+    names = list(map(os.fspath, paths))
+    verdicts = _Verdicts()
+    codes = np.zeros(len(names), dtype=np.int32)  # per path, its verdict's code; 0 is _SKIPPED
+    # The regular .npy files, the only ones whose verdicts are cached.
+    positions: list[int] = []
+    keys: list[str] = []
+    sizes: list[int] = []
+    mtimes: list[int] = []
+    # Local names and startswith (os.path.isabs on POSIX) in this loop: it runs once per
+    # file on every rerun, where only the stat itself is work that must be done.
+    os_stat, is_regular, sep = os.stat, stat.S_ISREG, os.sep
     for i, name in enumerate(names):
-        if os.path.basename(name) in PREDICTION_OUTPUTS:
-            continue
+        # Every prediction output name ends in .csv: a .npy name needs no basename test.
         if not name.endswith(".npy"):
-            suffix = os.path.splitext(name)[1]
-            reasons[i] = f"not a .npy file (suffix {suffix!r}); data files must be .npy arrays"
+            if os.path.basename(name) not in PREDICTION_OUTPUTS:
+                suffix = os.path.splitext(name)[1]
+                reason = f"not a .npy file (suffix {suffix!r}); data files must be .npy arrays"
+                codes[i] = verdicts.code((reason, None, None))
             continue
-        key = name if os.path.isabs(name) else os.path.abspath(name)
+        key = name if name.startswith(sep) else os.path.abspath(name)
         try:
-            st = os.stat(key)
+            st = os_stat(key)
         except FileNotFoundError:
-            reasons[i] = "file not found"
+            codes[i] = verdicts.code(("file not found", None, None))
             continue
         except OSError as error:
-            reasons[i] = f"cannot stat: {error.strerror}"
+            codes[i] = verdicts.code((f"cannot stat: {error.strerror}", None, None))
             continue
-        if not stat.S_ISREG(st.st_mode):
-            reasons[i] = "not a regular file"
+        if not is_regular(st.st_mode):
+            codes[i] = verdicts.code(("not a regular file", None, None))
             continue
-        to_check.append((i, key, st.st_size, st.st_mtime_ns))
-
-    with _open_cache(Path(cache_file)) as conn:
-        cached = _lookup(conn, [key for _, key, _, _ in to_check])
-        fresh: list[tuple[str, int, int, str | None, str | None, str | None]] = []
-        for i, key, size, mtime_ns in to_check:
-            hit = cached.get(key)
-            if hit is not None and hit[:2] == (size, mtime_ns):
-                reason, shape, dtype = hit[2:]
-            else:
-                reason, shape, dtype = _inspect(key)
-                fresh.append((key, size, mtime_ns, reason, _encode_shape(shape), dtype))
-            reasons[i] = reason
-            if reason is None:
-                found[i] = (shape, dtype)
-        if fresh:
-            # One transaction for every new verdict: 100k single-row commits would take minutes.
-            with conn:
-                conn.executemany(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?, ?, ?, ?, ?, ?)", fresh)
-
-    good = [f for f in found if f is not None]
-    # most_common keeps first-seen order on ties, so the reference is deterministic.
-    ref_shape = Counter(shape for shape, _ in good).most_common(1)[0][0] if good else ()
-    ref_dtype = Counter(dtype for _, dtype in good).most_common(1)[0][0] if good else ""
-    for i, f in enumerate(found):
-        if f is None:
-            continue
-        shape, dtype = f
-        mismatch = []
-        if shape != ref_shape:
-            mismatch.append(f"shape {shape}, expected {ref_shape}")
-        if dtype != ref_dtype:
-            mismatch.append(f"dtype {dtype}, expected {ref_dtype}")
-        if mismatch:
-            reasons[i] = "; ".join(mismatch)
-    ok = np.array([r is None for r in reasons], dtype=bool)
-    bad = [(Path(names[i]), r) for i, r in enumerate(reasons) if r is not None]
-    return FileCheckResult(ok=ok, bad=bad, shape=ref_shape, dtype=ref_dtype)
+        positions.append(i)
+        keys.append(key)
+        sizes.append(st.st_size)
+        mtimes.append(st.st_mtime_ns)
+    if keys:
+        codes[positions] = _check_regular_files(keys, sizes, mtimes, verdicts, Path(cache_file))
+    return _result(names, codes, verdicts.items)
 
 
 def apply_bad_file_policy(
@@ -259,8 +256,208 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _inspect(path: str) -> tuple[str | None, tuple[int, ...] | None, str | None]:
-    """One file's own verdict: (reason or None, shape, dtype name)."""
+class _Layout(NamedTuple):
+    """What a numeric .npy header says, worked out once per distinct header."""
+
+    dtype: np.dtype
+    dtype_name: str
+    shape: tuple[int, ...]
+    count: int
+    """Number of values: the product of `shape`."""
+    offset: int
+    """Where the values start: the header's length."""
+
+
+class _Verdicts:
+    """The distinct verdicts of one check, numbered, so that per path only an int is kept."""
+
+    def __init__(self) -> None:
+        self.items: list[_Verdict] = [_SKIPPED]
+        self._codes: dict[_Verdict, int] = {_SKIPPED: 0}
+
+    def code(self, verdict: _Verdict) -> int:
+        code = self._codes.get(verdict)
+        if code is None:
+            code = self._codes[verdict] = len(self.items)
+            self.items.append(verdict)
+        return code
+
+
+def _check_regular_files(
+    keys: list[str], sizes: list[int], mtimes: list[int], verdicts: _Verdicts, cache_file: Path
+) -> np.ndarray:
+    """The verdict code of each file: cached where (path, size, mtime_ns) still match, else inspected."""
+    joined = _PATH_SEPARATOR.join(keys).encode("utf-8", "surrogateescape")
+    list_key = hashlib.blake2b(joined, digest_size=16).hexdigest()
+    size_array = np.array(sizes, dtype=_STAMP)
+    mtime_array = np.array(mtimes, dtype=_STAMP)
+    with _open_cache(cache_file) as conn:
+        codes = np.full(len(keys), -1, dtype=_CODE)  # -1: no cached verdict that still holds
+        still_exact = _reuse(conn, list_key, keys, size_array, mtime_array, codes, verdicts)
+        fresh = np.flatnonzero(codes < 0)
+        layouts: dict[bytes, _Layout | None] = {}
+        codes[fresh] = [verdicts.code(_inspect(keys[j], sizes[j], layouts)) for j in fresh.tolist()]
+        with conn:
+            if still_exact:
+                # Nothing to rewrite: only mark this list's snapshot recently used.
+                conn.execute(f"UPDATE {_TABLE} SET used = ? WHERE key = ?", (time.time_ns(), list_key))
+            else:
+                row = (list_key, joined, size_array.tobytes(), mtime_array.tobytes(), codes.tobytes(),
+                       json.dumps(verdicts.items), time.time_ns())
+                conn.execute(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                conn.execute(
+                    f"DELETE FROM {_TABLE} WHERE key NOT IN (SELECT key FROM {_TABLE} ORDER BY used DESC LIMIT ?)",
+                    (_KEEP_LISTS,),
+                )
+    return codes
+
+
+def _reuse(
+    conn: sqlite3.Connection,
+    list_key: str,
+    keys: list[str],
+    sizes: np.ndarray,
+    mtimes: np.ndarray,
+    codes: np.ndarray,
+    verdicts: _Verdicts,
+) -> bool:
+    """Fill `codes` (-1 where unknown) from the stored snapshots whose (path, size, mtime_ns)
+    still match, this very list's first, then the most recently used. True when this
+    list's own snapshot held every verdict: nothing changed since it was stored."""
+    # Keys first, blobs one snapshot at a time: sorting whole rows would read every snapshot.
+    query = f"SELECT key FROM {_TABLE} ORDER BY key = ? DESC, used DESC"
+    stored = [key for (key,) in conn.execute(query, (list_key,))]
+    still_exact = False
+    for key in stored:
+        todo = np.flatnonzero(codes < 0)
+        if not todo.size:
+            break
+        own = key == list_key
+        if own:
+            at = todo  # the same list: path j is stored at j
+        else:
+            (paths,) = conn.execute(f"SELECT paths FROM {_TABLE} WHERE key = ?", (key,)).fetchone()
+            split = paths.decode("utf-8", "surrogateescape").split(_PATH_SEPARATOR)
+            index = dict(zip(split, range(len(split))))
+            at = np.array([index.get(keys[j], -1) for j in todo.tolist()], dtype=np.intp)
+            todo, at = todo[at >= 0], at[at >= 0]
+        query = f"SELECT sizes, mtimes, codes, verdicts FROM {_TABLE} WHERE key = ?"
+        stored_sizes, stored_mtimes, stored_codes, stored_verdicts = conn.execute(query, (key,)).fetchone()
+        same = (np.frombuffer(stored_sizes, _STAMP)[at] == sizes[todo]) & (
+            np.frombuffer(stored_mtimes, _STAMP)[at] == mtimes[todo]
+        )
+        # The snapshot's codes number its own verdicts: translate them to this check's.
+        translate = np.array([verdicts.code(_decode(v)) for v in json.loads(stored_verdicts)], dtype=_CODE)
+        codes[todo[same]] = translate[np.frombuffer(stored_codes, _CODE)[at[same]]]
+        still_exact = own and bool(same.all())
+    return still_exact
+
+
+def _decode(stored: list) -> _Verdict:
+    reason, shape, dtype = stored  # JSON turned the shape tuple into a list
+    return reason, None if shape is None else tuple(shape), dtype
+
+
+def _result(names: list[str], codes: np.ndarray, verdicts: list[_Verdict]) -> FileCheckResult:
+    """Compare the good files with the majority shape and dtype, and gather the verdict."""
+    counts = np.bincount(codes, minlength=len(verdicts))
+    present, first = np.unique(codes, return_index=True)
+    # (shape, dtype, number of files, first position) per distinct good verdict.
+    good = [
+        (verdicts[c][1], verdicts[c][2], int(counts[c]), int(f))
+        for c, f in zip(present.tolist(), first.tolist())
+        if verdicts[c][0] is None and verdicts[c][1] is not None
+    ]
+    ref_shape = _majority([(shape, n, f) for shape, _, n, f in good], default=())
+    ref_dtype = _majority([(dtype, n, f) for _, dtype, n, f in good], default="")
+    reasons: list[str | None] = []
+    for reason, shape, dtype in verdicts:
+        if reason is None and shape is not None:
+            mismatch = []
+            if shape != ref_shape:
+                mismatch.append(f"shape {shape}, expected {ref_shape}")
+            if dtype != ref_dtype:
+                mismatch.append(f"dtype {dtype}, expected {ref_dtype}")
+            reason = "; ".join(mismatch) or None
+        reasons.append(reason)
+    ok = np.array([r is None for r in reasons], dtype=bool)[codes]
+    bad = [(Path(names[i]), reasons[codes[i]]) for i in np.flatnonzero(~ok).tolist()]
+    return FileCheckResult(ok=ok, bad=bad, shape=ref_shape, dtype=ref_dtype)
+
+
+def _majority(counted: list[tuple[Any, int, int]], *, default: Any) -> Any:
+    """The value held by most files, from (value, files, first position) parts; a tie goes
+    to the value seen first, so the reference is deterministic."""
+    totals: dict[Any, list[int]] = {}
+    for value, n, first in counted:
+        total = totals.setdefault(value, [0, first])
+        total[0] += n
+        total[1] = min(total[1], first)
+    return max(totals, key=lambda v: (totals[v][0], -totals[v][1])) if totals else default
+
+
+def _inspect(path: str, size: int, layouts: dict[bytes, _Layout | None]) -> _Verdict:
+    """One file's own verdict from its bytes: the header parsed once per distinct header
+    (in `layouts`), the values checked in place. A file that is not a plain numeric .npy
+    goes to `_load_verdict`, so its reason stays exactly np.load's."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, size)
+        finally:
+            os.close(fd)
+    except OSError:
+        return _load_verdict(path)
+    layout = _layout(data, layouts)
+    if layout is None:
+        return _load_verdict(path)
+    dtype, dtype_name, shape, count, offset = layout
+    # np.load ignores bytes after the array, as here, but fails on too few.
+    if len(data) < offset + count * dtype.itemsize:
+        return _load_verdict(path)
+    if dtype.kind == "f":
+        finite = np.isfinite(np.frombuffer(data, dtype, count, offset))
+        if not finite.all():
+            return f"{count - int(np.count_nonzero(finite))} non-finite value(s) (NaN or inf)", None, None
+    return None, shape, dtype_name
+
+
+def _layout(data: bytes, layouts: dict[bytes, _Layout | None]) -> _Layout | None:
+    """The layout of a numeric .npy with a version 1.0 or 2.0 header, else None."""
+    if data[:6] != np.lib.format.MAGIC_PREFIX:
+        return None
+    version = data[6:8]
+    if version == b"\x01\x00":
+        offset = 10 + int.from_bytes(data[8:10], "little")
+    elif version == b"\x02\x00":
+        offset = 12 + int.from_bytes(data[8:12], "little")
+    else:
+        return None
+    header = data[:offset]
+    if header not in layouts:
+        layouts[header] = _parse_header(header)
+    return layouts[header]
+
+
+def _parse_header(header: bytes) -> _Layout | None:
+    stream = io.BytesIO(header)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(stream)
+    # A header numpy cannot read is np.load's to explain (by `_load_verdict`), whatever broke.
+    except Exception:  # noqa: BLE001
+        return None
+    # numpy reads a negative dimension without complaint and only fails loading the values.
+    if dtype.kind not in _NUMERIC_KINDS or any(s < 0 for s in shape):
+        return None
+    shape = tuple(int(s) for s in shape)
+    # The name once per header: dtype.name costs more than reading a small file.
+    return _Layout(dtype, dtype.name, shape, math.prod(shape), len(header))
+
+
+def _load_verdict(path: str) -> _Verdict:
+    """One file's own verdict through np.load: the reference behaviour, and the reasons."""
     try:
         array = np.load(path, allow_pickle=False)
     # Broken bytes surface as ValueError, OSError, EOFError or an unpickling error depending
@@ -301,37 +498,18 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=60)
     try:
         with conn:
+            # Per path list, keyed by a hash of its paths: the \0-joined UTF-8 paths, then one
+            # entry per path of sizes and mtimes (little-endian int64), codes (int32 indexes
+            # into verdicts, a JSON list of [reason, shape, dtype]); `used` (time_ns) orders eviction.
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {_TABLE} (path TEXT PRIMARY KEY, size INTEGER, "
-                "mtime_ns INTEGER, reason TEXT, shape TEXT, dtype TEXT)"
+                f"CREATE TABLE IF NOT EXISTS {_TABLE} (key TEXT PRIMARY KEY, paths BLOB NOT NULL, "
+                "sizes BLOB NOT NULL, mtimes BLOB NOT NULL, codes BLOB NOT NULL, verdicts TEXT NOT NULL, "
+                "used INTEGER NOT NULL)"
             )
     except sqlite3.DatabaseError:
         conn.close()
         raise
     return conn
-
-
-def _lookup(conn: sqlite3.Connection, keys: list[str]) -> dict[str, tuple]:
-    """Cached rows for `keys`: path -> (size, mtime_ns, reason, shape, dtype)."""
-    rows: dict[str, tuple] = {}
-    for start in range(0, len(keys), _LOOKUP_CHUNK):
-        chunk = keys[start : start + _LOOKUP_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        query = f"SELECT path, size, mtime_ns, reason, shape, dtype FROM {_TABLE} WHERE path IN ({marks})"
-        for path, size, mtime_ns, reason, shape, dtype in conn.execute(query, chunk):
-            rows[path] = (size, mtime_ns, reason, _decode_shape(shape), dtype)
-    return rows
-
-
-def _encode_shape(shape: tuple[int, ...] | None) -> str | None:
-    # "3,1000"; "" is a 0-d array, None a file without a shape (a bad one).
-    return None if shape is None else ",".join(map(str, shape))
-
-
-def _decode_shape(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    return tuple(int(s) for s in text.split(",")) if text else ()
 
 
 def _feature_values(frame: pd.DataFrame, column: str) -> np.ndarray:

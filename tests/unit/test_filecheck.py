@@ -1,7 +1,9 @@
 """File check: verdicts and reasons, the (size, mtime) cache, bad-file policies, root confinement, packing."""
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trial import filecheck
 from trial.errors import ConfigError, DataError
 from trial.filecheck import (
     FileCheckResult,
@@ -65,18 +68,27 @@ def make_files(root: Path, kinds: list[str]) -> list[Path]:
     return paths
 
 
-class LoadCounter:
-    """Wraps np.load to count calls: the evidence that cached verdicts skip the loads."""
+class CallCounter:
+    """Wraps `owner.name` to count its calls: the evidence that cached verdicts skip the work."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
         self.calls = 0
-        real = np.load
+        real = getattr(owner, name)
 
         def counting(*args, **kwargs):
             self.calls += 1
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(np, "load", counting)
+        monkeypatch.setattr(owner, name, counting)
+
+
+def count_loads(monkeypatch: pytest.MonkeyPatch) -> CallCounter:
+    return CallCounter(monkeypatch, np, "load")
+
+
+def count_inspections(monkeypatch: pytest.MonkeyPatch) -> CallCounter:
+    """Counts the files check_files opens (each through filecheck._inspect)."""
+    return CallCounter(monkeypatch, filecheck, "_inspect")
 
 
 def test_good_files_pass(tmp_path):
@@ -115,9 +127,9 @@ def test_cached_verdicts_skip_loading(tmp_path, monkeypatch):
     paths = make_files(tmp_path, ["good", "good", "corrupt", "nan", "good", "shape"])
     cache = tmp_path / "cache.sqlite"
     first = check_files(paths, cache_file=cache)
-    loads = LoadCounter(monkeypatch)
+    inspections, loads = count_inspections(monkeypatch), count_loads(monkeypatch)
     second = check_files(paths, cache_file=cache)
-    assert loads.calls == 0
+    assert inspections.calls == 0 and loads.calls == 0
     assert second.ok.tolist() == first.ok.tolist()
     assert second.bad == first.bad
     assert (second.shape, second.dtype) == (first.shape, first.dtype)
@@ -131,31 +143,142 @@ def test_changed_file_is_checked_again(tmp_path, monkeypatch):
     write_file(paths[1], "nan")
     stat = os.stat(paths[1])
     os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    loads = LoadCounter(monkeypatch)
+    inspections = count_inspections(monkeypatch)
     result = check_files(paths, cache_file=cache)
-    assert loads.calls == 1
+    assert inspections.calls == 1
     assert result.ok.tolist() == [True, False, True, True]
 
 
-def test_unreadable_cache_is_rebuilt_with_a_warning(tmp_path):
+def test_unreadable_cache_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
     paths = make_files(tmp_path, ["good", "corrupt"])
     cache = tmp_path / "cache.sqlite"
     cache.write_bytes(b"not a database at all" * 100)
     with pytest.warns(UserWarning, match="unreadable"):
         result = check_files(paths, cache_file=cache)
     assert result.ok.tolist() == [True, False]
-    with sqlite3.connect(cache) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM verdicts_v1").fetchone() == (2,)
+    inspections = count_inspections(monkeypatch)
+    assert check_files(paths, cache_file=cache).ok.tolist() == [True, False]
+    assert inspections.calls == 0  # the rebuilt cache holds both verdicts
 
 
 def test_prediction_outputs_and_other_suffixes(tmp_path, monkeypatch):
     paths = make_files(tmp_path, ["good"]) + [tmp_path / "test_probability.csv", tmp_path / "image.png"]
     (tmp_path / "image.png").write_bytes(b"png")
-    loads = LoadCounter(monkeypatch)
+    inspections = count_inspections(monkeypatch)
     result = check_files(paths, cache_file=tmp_path / "cache.sqlite")
-    assert loads.calls == 1  # the prediction output is never opened
+    assert inspections.calls == 1  # the prediction output is never opened
     assert result.ok.tolist() == [True, True, False]
     assert result.bad == [(paths[2], "not a .npy file (suffix '.png'); data files must be .npy arrays")]
+
+
+def test_changed_size_is_noticed_even_with_the_old_mtime(tmp_path, monkeypatch):
+    paths = make_files(tmp_path, ["good"] * 3)
+    cache = tmp_path / "cache.sqlite"
+    check_files(paths, cache_file=cache)
+    before = os.stat(paths[0])
+    write_file(paths[0], "shape")
+    os.utime(paths[0], ns=(before.st_atime_ns, before.st_mtime_ns))
+    inspections = count_inspections(monkeypatch)
+    result = check_files(paths, cache_file=cache)
+    assert inspections.calls == 1
+    assert result.ok.tolist() == [False, True, True]
+
+
+def test_another_list_reuses_the_stored_verdicts(tmp_path, monkeypatch):
+    paths = make_files(tmp_path, ["good", "nan", "good", "good", "corrupt"])
+    cache = tmp_path / "cache.sqlite"
+    check_files(paths[:4], cache_file=cache)
+    inspections = count_inspections(monkeypatch)
+    result = check_files(paths[::-1], cache_file=cache)  # reordered, with one new file
+    assert inspections.calls == 1
+    assert result.ok.tolist() == [False, True, True, False, True]
+    [(corrupt, corrupt_reason), (nan, nan_reason)] = result.bad
+    assert (corrupt, nan) == (paths[4], paths[1])
+    assert EXPECTED_REASON["corrupt"] in corrupt_reason and EXPECTED_REASON["nan"] in nan_reason
+    assert check_files(paths[:4], cache_file=cache).ok.tolist() == [True, False, True, True]
+    assert inspections.calls == 1
+
+
+def test_relative_and_absolute_paths_share_verdicts(tmp_path, monkeypatch):
+    paths = make_files(tmp_path, ["good", "nan"])
+    cache = tmp_path / "cache.sqlite"
+    monkeypatch.chdir(tmp_path)
+    relative = check_files([Path(p.name) for p in paths], cache_file=cache)
+    assert relative.ok.tolist() == [True, False] and relative.bad[0][0] == Path("x1.npy")
+    inspections = count_inspections(monkeypatch)
+    assert check_files(paths, cache_file=cache).ok.tolist() == [True, False]
+    assert inspections.calls == 0
+
+
+def test_cache_keeps_the_most_recent_lists(tmp_path, monkeypatch):
+    paths = make_files(tmp_path, ["good"] * (filecheck._KEEP_LISTS + 2))
+    cache = tmp_path / "cache.sqlite"
+    for path in paths:  # one list per file, oldest first
+        check_files([path], cache_file=cache)
+    with sqlite3.connect(cache) as conn:
+        assert conn.execute(f"SELECT COUNT(*) FROM {filecheck._TABLE}").fetchone() == (filecheck._KEEP_LISTS,)
+    inspections = count_inspections(monkeypatch)
+    assert check_files(paths, cache_file=cache).bad == []
+    assert inspections.calls == 2  # the two oldest lists were dropped
+
+
+def test_a_tie_goes_to_the_shape_seen_first(tmp_path):
+    paths = make_files(tmp_path, ["shape", "good"])
+    cache = tmp_path / "cache.sqlite"
+    first = check_files(paths, cache_file=cache)
+    assert first.shape == (2, 5) and first.ok.tolist() == [True, False]
+    reversed_ = check_files(paths[::-1], cache_file=cache)  # cached verdicts, input order still decides
+    assert reversed_.shape == SHAPE and reversed_.ok.tolist() == [True, False]
+
+
+def npy_bytes(array: np.ndarray, version: tuple[int, int] | None = None) -> bytes:
+    stream = io.BytesIO()
+    np.lib.format.write_array(stream, array, version=version)
+    return stream.getvalue()
+
+
+def npz_bytes() -> bytes:
+    stream = io.BytesIO()
+    np.savez(stream, x=good_array())
+    return stream.getvalue()
+
+
+# File contents, and whether the header is enough to decide without np.load.
+INSPECTED = {
+    "float32": (npy_bytes(good_array()), True),
+    "fortran float64": (npy_bytes(np.asfortranarray(good_array().astype(np.float64))), True),
+    "big-endian": (npy_bytes(good_array().astype(">f4")), True),
+    "int16": (npy_bytes(np.arange(60, dtype=np.int16).reshape(SHAPE)), True),
+    "0-d uint8": (npy_bytes(np.array(7, np.uint8)), True),
+    "empty": (npy_bytes(np.zeros((0, 20), np.float32)), True),
+    "version 2 header": (npy_bytes(good_array(), version=(2, 0)), True),
+    "float16 overflowing sum": (npy_bytes(np.full(SHAPE, 60000, np.float16)), True),
+    "nan and infs": (npy_bytes(np.array([[np.nan, np.inf, -np.inf, 1.0]], np.float32)), True),
+    "trailing bytes": (npy_bytes(good_array()) + b"more", True),
+    "version 3 header": (npy_bytes(good_array(), version=(3, 0)), False),
+    "truncated values": (npy_bytes(good_array())[:-4], False),
+    "truncated header": (npy_bytes(good_array())[:40], False),
+    "negative dimension": (npy_bytes(good_array()).replace(b"(3, 20), }", b"(-3, 20),}"), False),
+    "empty file": (b"", False),
+    "bool": (npy_bytes(np.ones(SHAPE, bool)), False),
+    "complex": (npy_bytes(np.ones(SHAPE, np.complex64)), False),
+    "text": (npy_bytes(np.array(["a", "b"])), False),
+    "object": (npy_bytes(np.array([{}, 1], dtype=object)), False),
+    "npz": (npz_bytes(), False),
+    "pickle": (pickle.dumps([1.0, 2.0]), False),
+    "random bytes": (np.random.default_rng(0).bytes(64), False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INSPECTED))
+def test_inspection_gives_the_np_load_verdict(tmp_path, monkeypatch, name):
+    content, decided_by_header = INSPECTED[name]
+    path = tmp_path / "x.npy"
+    path.write_bytes(content)
+    expected = filecheck._load_verdict(str(path))
+    loads = count_loads(monkeypatch)
+    assert filecheck._inspect(str(path), len(content), {}) == expected
+    assert loads.calls == (0 if decided_by_header else 1)
 
 
 # --- bad-file policy -----------------------------------------------------------------------
@@ -229,7 +352,7 @@ def test_pack_arrays_round_trip_via_mmap(tmp_path, monkeypatch):
     assert isinstance(packed, np.memmap) and packed.dtype == np.float32 and packed.shape == (4, *SHAPE)
     for i, path in enumerate(paths[::-1]):
         np.testing.assert_array_equal(packed[i], np.load(path))
-    loads = LoadCounter(monkeypatch)
+    loads = count_loads(monkeypatch)
     assert pack_arrays(paths, out_path=out, shape=SHAPE) == out  # exists: nothing is redone
     assert loads.calls == 0
 
