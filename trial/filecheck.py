@@ -253,6 +253,9 @@ def _inside(path: str, root: str) -> bool:
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
+    if "allow_pickle" in text:
+        # numpy's advice here is to load it unsafely; for a data file that is never right.
+        return "not a .npy array file (no .npy header, or pickled objects)"
     return text.splitlines()[0] if text else type(error).__name__
 
 

@@ -85,7 +85,7 @@ def test_good_user_data_passes_the_checks(user_data, tmp_path, capsys, monkeypat
         ("rare_class", {}, "class"),
         ("one_patient_positive", {"group": "patient_id"}, "patient_id"),
         ("missing_file", {}, "records/0003.npy"),
-        ("corrupt_file", {}, "records/0005.npy"),
+        ("corrupt_file", {}, "records/0005.npy: cannot load as .npy: not a .npy array file"),
         ("wrong_shape", {}, "shape (3, 64), expected (2, 64)"),
         ("nan_values", {}, "records/0007.npy"),
         ("escaping_path", {}, "../outside.npy"),
@@ -127,6 +127,7 @@ def test_bad_data_is_one_line_exit_2(user_data, tmp_path, capsys, change, data, 
     assert code == 2
     assert len(err) == 1 and err[0].startswith("trial: error: "), err
     assert expected in err[0]
+    assert "allow_pickle" not in err[0]
     assert_nothing_half_written(tmp_path)
 
 
