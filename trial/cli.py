@@ -12,10 +12,11 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from trial.errors import SweepFailed, UserError
+from trial.errors import SweepFailed, SweepInterrupted, UserError
 
 EXIT_USER_ERROR = 2
 EXIT_SWEEP_FAILED = 1
+EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SweepFailed as error:
         print(f"trial: error: {error}", file=sys.stderr)
         return EXIT_SWEEP_FAILED
+    except (SweepInterrupted, KeyboardInterrupt) as error:
+        print(f"trial: {error or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -22,3 +22,7 @@ class DataError(UserError):
 
 class SweepFailed(Exception):
     """The sweep ran but produced nothing usable (every trial failed); exit code 1."""
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C stopped the sweep; its runs are marked KILLED. Exit code 130, like any SIGINT."""

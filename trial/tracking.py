@@ -90,6 +90,8 @@ class TrialRunsCallback(Callback):
         self.pruned_trials = pruned_trials
         self.run_ids: dict[str, str] = {}
         self.last_epoch: dict[str, int] = {}
+        self.ended: set[str] = set()
+        """Trials that completed, were pruned or failed."""
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tracker = self.tracker
@@ -121,6 +123,7 @@ class TrialRunsCallback(Callback):
         self.tracker.log_metrics(run_id, metrics, step=int(epoch))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ended.add(trial.trial_id)
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None:
             return
@@ -130,6 +133,7 @@ class TrialRunsCallback(Callback):
         self.tracker.client.set_terminated(run_id, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ended.add(trial.trial_id)
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None:
             return

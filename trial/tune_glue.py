@@ -27,7 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 from trial.config import Distribution, ScalingConfig, SweepConfig
 from trial.context import RayContext, load_state
 from trial.data import SPLITS, PreparedData, open_split, prepare_data, probability_frame
-from trial.errors import ConfigError, SweepFailed
+from trial.errors import ConfigError, SweepFailed, SweepInterrupted
 from trial.report import build_report
 from trial.tags import BEST_TRIAL_TAG
 from trial.tracking import Tracker
@@ -202,9 +202,15 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: int =
     callback = tracker.callback(pruned)
     try:
         results = _tuner(config, prepared, callback, pruned, verbose).fit()
+        # Tune answers Ctrl-C by saving its state and returning early, not by raising.
+        if len(callback.ended) < config.search.num_samples:
+            raise SweepInterrupted(
+                f"interrupted after {len(callback.ended)} of {config.search.num_samples} trials; "
+                f"the runs are marked KILLED, Tune's state is in {results.experiment_path}"
+            )
         outcome = _finish(config, tracker, callback, prepared, results)
     except BaseException as error:
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if isinstance(error, (KeyboardInterrupt, SweepInterrupted)) else "FAILED"
         callback.end_unfinished(status)
         tracker.end_parent(status)
         raise
