@@ -5,9 +5,31 @@ is added to that list.
 """
 from __future__ import annotations
 
-from solvers.base import DATA_KINDS, Solver, get_solver, out_of_range, register, registered_solvers
+from solvers.augment import AUGMENTATIONS
+from solvers.base import (
+    DATA_KINDS,
+    LR_SCHEDULERS,
+    OPTIMIZERS,
+    EarlyStopping,
+    Solver,
+    get_solver,
+    out_of_range,
+    register,
+    registered_solvers,
+)
 
 # Imported for their @register side effect.
 from solvers import ecg_cnn1d, image_cnn, tabular_mlp  # noqa: F401
 
-__all__ = ["DATA_KINDS", "Solver", "get_solver", "out_of_range", "register", "registered_solvers"]
+__all__ = [
+    "AUGMENTATIONS",
+    "DATA_KINDS",
+    "LR_SCHEDULERS",
+    "OPTIMIZERS",
+    "EarlyStopping",
+    "Solver",
+    "get_solver",
+    "out_of_range",
+    "register",
+    "registered_solvers",
+]

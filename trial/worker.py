@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from solvers import Solver, get_solver
+from solvers import EarlyStopping, Solver, get_solver
 from trial.context import SolverContext
 from trial.data import PreparedData, SplitData, open_split
 from trial.metrics import classification_metrics
@@ -69,7 +69,10 @@ def train_solver(job: TrialJob, ctx: SolverContext) -> None:
     model = solver.build_model(job.data.input_shape, job.data.num_classes).to(device)
     if ctx.world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    optimizer = solver.configure_optimizer(model)
+    solver.prepare(train.y, job.data.num_classes)
+    optimizer = solver.configure_optimizer(model, len(sampler))
+    params = solver.params
+    stopper = EarlyStopping(params.patience, params.min_delta, job.mode) if params.patience else None
     worker_tags = _gather_worker_tags(ctx)
 
     # 4. Resume from the last checkpoint if this trial is restarting.
@@ -78,30 +81,40 @@ def train_solver(job: TrialJob, ctx: SolverContext) -> None:
     if state is not None:
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
+        solver.load_training_state(state["training"])
+        _set_rng_state(state["rng"])
+        if stopper is not None:
+            stopper.load_state_dict(state["early_stopping"])
         start_epoch, best_score, best_state = state["epoch"], state["best_score"], state["best_model"]
 
     # 5. Train and evaluate each epoch; report metrics, rank 0 adds the checkpoint.
-    for epoch in range(start_epoch, solver.params.epochs):
+    for epoch in range(start_epoch, params.epochs):
         sampler.set_epoch(epoch)
         train_loss = solver.train_epoch(model, train.batches(sampler), optimizer, device)
+        solver.end_epoch()
         metrics = evaluate(solver, model, valid, device, prefix="valid")
         score = metrics[job.metric]
         if best_state is None or job.is_better(score, best_score):
             best_score = None if math.isnan(score) else score
             best_state = _cpu_state(_unwrap(model))
-        metrics.update({"epoch": epoch + 1, "train/loss": train_loss, **worker_tags})
+        # Every rank sees the same valid metrics, so all ranks stop at the same epoch.
+        stop = stopper is not None and stopper.update(score)
+        metrics.update({"epoch": epoch + 1, "train/loss": train_loss, "early_stopped": int(stop), **worker_tags})
         checkpoint = None
         if ctx.world_rank == 0:
             checkpoint = {
                 "model": _cpu_state(_unwrap(model)),
                 "optimizer": optimizer.state_dict(),
-                "rng": torch.get_rng_state(),
+                "training": solver.training_state(),
+                "early_stopping": stopper.state_dict() if stopper is not None else {},
+                "rng": _rng_state(),
                 "epoch": epoch + 1,
                 "best_score": best_score,
                 "best_model": best_state,
             }
         ctx.report(metrics, checkpoint)
+        if stop:
+            break
 
 
 def evaluate(solver: Solver, model: torch.nn.Module, split: SplitData, device: torch.device, *, prefix: str) -> dict[str, float]:
@@ -139,6 +152,20 @@ def _gather_worker_tags(ctx: SolverContext) -> dict[str, str]:
         "seeds": ",".join(f"{rank}:{seed}" for rank, seed, _ in everyone),
         "nodes": ",".join(f"{rank}:{node}" for rank, _, node in everyone),
     }
+
+
+def _rng_state() -> dict[str, Any]:
+    """torch's generators (CPU, and CUDA's where used): dropout and augmentation draw from them."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _device(job: TrialJob) -> torch.device:

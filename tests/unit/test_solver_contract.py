@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from solvers import Solver, get_solver, register, registered_solvers
+from solvers import AUGMENTATIONS, Solver, get_solver, register, registered_solvers
+from solvers.augment import CUTMIX_KINDS
 from trial.errors import ConfigError, DataError
 
 # One small sample shape per data kind, big enough for every solver of that kind.
@@ -123,6 +124,8 @@ def test_defaults_and_names(solver_cls: type[Solver]) -> None:
     names = solver_cls.param_names()
     assert names == sorted(names)
     assert {"epochs", "batch_size", "lr", "weight_decay"} <= set(names)
+    # The shared loop's options: every solver has them.
+    assert {f.name for f in dataclasses.fields(Solver.Params)} <= set(names)
     with pytest.raises(dataclasses.FrozenInstanceError):
         params.lr = 1.0  # type: ignore[misc]
 
@@ -204,6 +207,33 @@ def test_training_reduces_loss_on_a_learnable_toy(solver_cls: type[Solver]) -> N
     losses = [solver.train_epoch(wrapped, loader, optimizer, "cpu") for _ in range(5)]
     assert all(math.isfinite(loss) for loss in losses)
     assert losses[-1] < losses[0]
+
+
+def test_every_loop_option_of_its_kind_trains(solver_cls: type[Solver]) -> None:
+    """The whole hook sequence the worker calls, with every option the solver's data kind allows."""
+    kind = solver_cls.data_kind
+    solver, model = _solver_and_model(
+        solver_cls,
+        lr=1e-2,
+        epochs=2,
+        optimizer="sgd",
+        lr_scheduler="onecycle",
+        augment=list(AUGMENTATIONS[kind]),
+        mixup=0.4,
+        cutmix=1.0 if kind in CUTMIX_KINDS else 0.0,
+        label_smoothing=0.1,
+        class_weights=True,
+        patience=2,
+    )
+    x, y = _toy(solver_cls, 40)
+    loader = _loader(x, y, batch_size=16, shuffle=True)
+    solver.prepare(y.numpy(), NUM_CLASSES)
+    optimizer = solver.configure_optimizer(model, len(loader))
+    for _ in range(2):
+        assert math.isfinite(solver.train_epoch(_Wrapped(model), loader, optimizer, "cpu"))
+        solver.end_epoch()
+    assert set(solver.training_state()) == {"lr_scheduler"}
+    assert solver.predict_proba(model, loader, "cpu").shape == (40, NUM_CLASSES)
 
 
 def test_predict_proba_is_softmax_in_loader_order(solver_cls: type[Solver]) -> None:
