@@ -1,11 +1,10 @@
 """`ecg_cnn1d`: a small 1D CNN for multi-lead signals shaped [leads, length]."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import nn
 
-from solvers.base import Solver, out_of_range, register
+from solvers.base import register
+from solvers.conv import ConvSolver
 from trial.errors import DataError
 
 # (output width as a multiple of `channels`, kernel size) per block; each block halves
@@ -16,7 +15,7 @@ _MIN_LENGTH = 2 ** len(_BLOCKS)
 
 
 @register
-class ECGCNN1d(Solver):
+class ECGCNN1d(ConvSolver):
     """Conv1d + BatchNorm + ReLU + max-pool blocks, global average pooling, dropout, linear head.
 
     Global pooling makes the model independent of the recording length, and keeps it
@@ -25,21 +24,6 @@ class ECGCNN1d(Solver):
 
     name = "ecg_cnn1d"
     data_kind = "signal"
-
-    @dataclass(frozen=True)
-    class Params(Solver.Params):
-        channels: int = 32
-        """Width of the first blocks; the last blocks use twice as many."""
-        dropout: float = 0.2
-        """Dropout before the linear head."""
-
-    @classmethod
-    def check_params(cls, params: Params) -> None:
-        super().check_params(params)
-        if params.channels < 1:
-            raise out_of_range("channels", params.channels, "an int >= 1")
-        if not 0 <= params.dropout < 1:
-            raise out_of_range("dropout", params.dropout, "a value in [0, 1)")
 
     def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         if len(input_shape) != 2 or input_shape[1] < _MIN_LENGTH:

@@ -1,16 +1,15 @@
 """`image_cnn`: a small 2D CNN for images shaped [channels, height, width]."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import nn
 
-from solvers.base import Solver, out_of_range, register
+from solvers.base import register
+from solvers.conv import ConvSolver
 from trial.errors import DataError
 
 
 @register
-class ImageCNN(Solver):
+class ImageCNN(ConvSolver):
     """Two 3x3 conv blocks, a 2x2 max-pool, a wider 3x3 block, global average pooling, linear head.
 
     Sized for small images such as 8x8 digits; global pooling accepts any height and width.
@@ -18,21 +17,6 @@ class ImageCNN(Solver):
 
     name = "image_cnn"
     data_kind = "image"
-
-    @dataclass(frozen=True)
-    class Params(Solver.Params):
-        channels: int = 32
-        """Width of the first blocks; the last block uses twice as many."""
-        dropout: float = 0.2
-        """Dropout before the linear head."""
-
-    @classmethod
-    def check_params(cls, params: Params) -> None:
-        super().check_params(params)
-        if params.channels < 1:
-            raise out_of_range("channels", params.channels, "an int >= 1")
-        if not 0 <= params.dropout < 1:
-            raise out_of_range("dropout", params.dropout, "a value in [0, 1)")
 
     def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         if len(input_shape) != 3:

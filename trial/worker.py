@@ -62,7 +62,12 @@ def train_solver(job: TrialJob, ctx: SolverContext) -> None:
     keys = composite_keys(train.frame, job.data.balance) if job.data.balance else None
     # One epoch plan for all ranks (same seed), disjoint batches per rank.
     sampler = BalancedBatchSampler(
-        keys, solver.params.batch_size, num_replicas=ctx.world_size, rank=ctx.world_rank, seed=job.root_seed
+        keys,
+        solver.params.batch_size,
+        num_replicas=ctx.world_size,
+        rank=ctx.world_rank,
+        seed=job.root_seed,
+        num_samples=len(train),
     )
 
     # 3. Build the model; DDP keeps rank 0's initial weights on every rank.

@@ -59,3 +59,23 @@ def test_early_stopping_ends_the_trial_after_patience_epochs(job):
     train_solver(job.with_trial_params({"epochs": 10, "patience": 2, "min_delta": 100.0}), context)
     assert [r["epoch"] for r in context.reports] == [1, 2, 3]
     assert [r["early_stopped"] for r in context.reports] == [0, 0, 1]
+
+
+@pytest.mark.parametrize("dataset, solver", [("breast_cancer", "tabular_mlp"), ("digits", "image_cnn")])
+def test_unbalanced_builtin_datasets_train(tmp_path, dataset, solver):
+    # No data.balance: the sampler shuffles plainly.
+    config = resolve(
+        {
+            "name": dataset,
+            "data": {"dataset": dataset, "root": str(tmp_path / "data")},
+            "solver": {"name": solver, "params": {"epochs": 2, "batch_size": 64}},
+            "search": {"metric": "valid/accuracy", "space": {"lr": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}}},
+            "storage": str(tmp_path / "runs"),
+        }
+    )
+    prepared = prepare_data(config)
+    assert prepared.balance is None
+    context = LocalContext(root_seed=0)
+    train_solver(sweep_job(config, prepared).with_trial_params({"lr": 3e-3}), context)
+    assert [r["epoch"] for r in context.reports] == [1, 2]
+    assert context.reports[-1]["valid/accuracy"] > 0.5
