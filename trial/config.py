@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from trial.errors import ConfigError
+from trial.nni import nni_distribution
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
 # What `debug: true` (`trial run --debug`) shrinks a sweep to.
@@ -279,35 +280,6 @@ def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
 
 # -- loading ---------------------------------------------------------------------
 
-# NNI's search space types, mapped onto ours. randint's upper bound is exclusive in NNI.
-_NNI_TYPES = ("uniform", "loguniform", "randint", "quniform", "choice")
-
-
-def _from_nni(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    nni_type, value = spec.get("_type"), spec.get("_value")
-    extra = set(spec) - {"_type", "_value"}
-    if extra:
-        raise ConfigError(f"search.space.{key}.{sorted(extra)[0]}: unknown key in an NNI-style entry; allowed: _type, _value")
-    if nni_type not in _NNI_TYPES:
-        raise ConfigError(f"search.space.{key}._type: unknown distribution {nni_type!r}; allowed: {', '.join(_NNI_TYPES)}")
-    if not isinstance(value, list):
-        raise ConfigError(f"search.space.{key}._value: expected a list, got {value!r}")
-    if nni_type == "choice":
-        return {"type": "choice", "values": value}
-    arity = 3 if nni_type == "quniform" else 2
-    if len(value) != arity or not all(_is_number(v) for v in value):
-        raise ConfigError(f"search.space.{key}._value: {nni_type} expects {arity} numbers, got {value!r}")
-    if nni_type == "randint":
-        return {"type": "int", "low": value[0], "high": value[1] - 1}
-    if nni_type == "quniform":
-        return {"type": "uniform", "low": value[0], "high": value[1], "step": value[2]}
-    return {"type": nni_type, "low": value[0], "high": value[1]}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a config file; a missing file or bad YAML is a ConfigError naming the file."""
     if not path.is_file():
@@ -446,7 +418,7 @@ def _normalise_space(space: dict[str, Any]) -> dict[str, Any]:
     normalised = {}
     for key, spec in space.items():
         if isinstance(spec, dict) and ("_type" in spec or "_value" in spec):
-            spec = _from_nni(key, spec)
+            spec = nni_distribution(f"search.space.{key}", spec)
         normalised[key] = spec
     return normalised
 

@@ -61,7 +61,7 @@ def test_demo_config_resolves_with_dataset_and_solver_defaults():
         ("search.space.lr", {"type": "gauss", "low": 0.1, "high": 1.0}, "search.space.lr.type: must be 'uniform', 'loguniform', 'int' or 'choice', got 'gauss'"),
         ("search.space.lr", {"type": "uniform", "low": 0.1}, "search.space.lr: uniform needs `low` and `high`"),
         ("search.space.lr", {"type": "loguniform", "low": 1e-4, "high": 1e-2, "q": 2}, "search.space.lr.q: unknown key; allowed here: type, low, high, step, log, values"),
-        ("search.space.lr", {"_type": "normal", "_value": [0, 1]}, "search.space.lr._type: unknown distribution 'normal'"),
+        ("search.space.lr", {"_type": "lognormal", "_value": [0, 1]}, "search.space.lr._type: 'lognormal' has no Optuna counterpart; supported: choice,"),
         ("search.space.lr", {"_type": "uniform", "_value": [0.1]}, "search.space.lr._value: uniform expects 2 numbers"),
         ("search.space.beta3", {"type": "uniform", "low": 0.1, "high": 0.9}, "search.space.beta3: not a param of solver 'ecg_cnn1d'; its params: "),
         ("search.space.lr", {"type": "choice", "values": []}, "search.space.lr: choice needs a non-empty `values` list"),
