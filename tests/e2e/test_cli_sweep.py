@@ -173,3 +173,10 @@ def test_report_command_rebuilds_the_report_from_the_store(sweep, tmp_path, caps
     for child in children:
         assert child.data.tags["trial.trial_id"] in page
     assert "Optimization history" in page and "Reliability (test)" in page
+
+
+def test_each_trial_writes_tensorboard_event_files(sweep):
+    workdir, _, _, _, children = sweep
+    for child in children:
+        trial_dir = workdir / "trial_runs" / "e2e" / child.data.tags["trial.trial_id"]
+        assert list(trial_dir.glob("events.out.tfevents.*")), trial_dir
