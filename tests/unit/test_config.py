@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from trial.cli import main
 from trial.config import apply_overrides, load_config, read_yaml, resolve
@@ -178,7 +179,7 @@ def test_read_yaml_errors(tmp_path: Path):
 
 def test_resolved_config_is_frozen_and_flattens_for_mlflow():
     config = load_config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         config.seed = 1  # type: ignore[misc]
     flat = config.flat_params()
     assert flat["lr"] == "0.001" and flat["data.split.valid"] == "0.15"
