@@ -334,7 +334,10 @@ th { background: #f3f3f3; }
 td:first-child, th:first-child { text-align: left; }
 tr.best { font-weight: bold; background: #fff8dc; }
 .note { color: #666; font-style: italic; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1em; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 1em; }
+/* auto-fill, not auto-fit: each plot is drawn as its cell is parsed, and with auto-fit a
+   lone first cell would span the row, drawing its plot too wide for the final layout. */
+.grid > div { min-width: 0; }
 """
 
 
