@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -53,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the set-up in seconds: a stratified 5%% of the data, 2 epochs, 2 trials, runs tagged debug",
     )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the sweep this config names (its `name`; give the same --config and --set values) after "
+        "Ctrl-C or a killed driver: finished trials stay, unfinished ones restart from their last checkpoint, "
+        "Optuna keeps its history, MLflow's parent and child runs are written on",
+    )
     verbosity = run.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="no progress table, only the summary")
     verbosity.add_argument("--verbose", action="store_true", help="Tune's detailed per-result output")
@@ -93,9 +101,18 @@ def _run(args: argparse.Namespace) -> int:
     from trial.tune_glue import run_sweep
 
     verbose = 0 if args.quiet else 2 if args.verbose else 1
-    outcome = run_sweep(config, address=args.address, verbose=verbose)
+    outcome = run_sweep(
+        config, address=args.address, verbose=verbose, resume=args.resume, resume_command=_resume_command(args.argv)
+    )
     print_summary(config, outcome)
     return 0
+
+
+def _resume_command(run_argv: Sequence[str]) -> str:
+    """This command line again with --resume, as the user started it, to paste back."""
+    heads = {"run.py": [sys.executable, sys.argv[0]], "cli.py": [sys.executable, "-m", "trial.cli", "run"]}
+    head = heads.get(Path(sys.argv[0]).name, ["trial", "run"])
+    return shlex.join([*head, *(arg for arg in run_argv if arg != "--resume"), "--resume"])
 
 
 def _manifest(args: argparse.Namespace) -> int:
@@ -126,7 +143,9 @@ def _one_line_warnings() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]  # after the command name: what `trial run` was given
     _one_line_warnings()
     # MLflow logs its store set-up ("Creating initial MLflow database tables") at INFO.
     logging.getLogger("mlflow").setLevel(logging.WARNING)

@@ -69,6 +69,20 @@ class Tracker:
         else:
             self.client.log_artifact(self.parent_id, str(path), folder)
 
+    def reopen_parent(self, run_id: str) -> None:
+        """Continue an interrupted sweep's parent run (`trial run --resume`)."""
+        try:
+            status = self.client.get_run(run_id).info.status
+        except MlflowException:
+            raise ConfigError(
+                f"--resume: the sweep's parent run {run_id} is not in {self.config.tracking_uri}; "
+                "resume with the tracking.uri the sweep started with"
+            ) from None
+        if status == "FINISHED":
+            raise ConfigError(f"--resume: sweep {self.config.name!r} already finished (parent run {run_id})")
+        self.parent_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+
     def end_parent(self, status: str) -> None:
         if self.parent_id is not None:
             self.client.set_terminated(self.parent_id, status)
@@ -83,7 +97,12 @@ class Tracker:
 
 
 class TrialRunsCallback(Callback):
-    """Writes one child run per Tune trial under the sweep's parent run."""
+    """Writes one child run per Tune trial under the sweep's parent run.
+
+    Exactly one run per trial, each epoch logged once, also when a trial restarts from
+    its checkpoint (its worker died) or the sweep resumes after its driver died: the
+    runs already under the parent are found again by their trial id tag.
+    """
 
     def __init__(self, tracker: Tracker, pruned_trials: set[str]) -> None:
         self.tracker = tracker
@@ -92,9 +111,28 @@ class TrialRunsCallback(Callback):
         self.last_epoch: dict[str, int] = {}
         self.ended: set[str] = set()
         """Trials that completed, were pruned or failed."""
+        for run in tracker.child_runs():  # none unless the sweep is resumed
+            trial_id = run.data.tags[TRIAL_ID_TAG]
+            self.run_ids[trial_id] = run.info.run_id
+            # An epoch's metrics go in one batch: one metric's history holds every epoch logged.
+            logged = next((key for key in run.data.metrics if key.startswith(_METRIC_PREFIXES)), None)
+            if logged is not None:
+                history = tracker.client.get_metric_history(run.info.run_id, logged)
+                self.last_epoch[trial_id] = max(metric.step for metric in history)
+            if run.info.status in ("FINISHED", "FAILED"):
+                self.ended.add(trial_id)
+            if run.data.tags.get(PRUNED_TAG) == "true":
+                pruned_trials.add(trial_id)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tracker = self.tracker
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is not None:
+            # Tune starts a trial again after its worker died (on_trial_recover, then this)
+            # and when a sweep resumes: same run, running again (a Ctrl-C had ended it KILLED).
+            tracker.client.update_run(run_id, status="RUNNING")
+            self.ended.discard(trial.trial_id)
+            return
         tags = {
             PARENT_TAG: tracker.parent_id,
             ROLE_TAG: "trial",

@@ -9,6 +9,7 @@ whose workers report back through Ray's TuneReportCallback (Ray 2.60, Train V2:
 from __future__ import annotations
 
 import functools
+import json
 import os
 import tempfile
 import warnings
@@ -24,7 +25,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from trial.config import Distribution, ScalingConfig, SweepConfig
+from trial.config import ScalingConfig, SweepConfig
 from trial.context import RayContext, load_state
 from trial.data import SPLITS, PreparedData, open_split, prepare_data, probability_frame
 from trial.errors import ConfigError, SweepFailed, SweepInterrupted
@@ -34,6 +35,8 @@ from trial.tracking import Tracker
 from trial.worker import TrialJob, load_trained_model, predict, split_metrics, train_solver
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SWEEP_FILE = "trial-sweep.json"
+"""In Tune's experiment folder: the sweep's MLflow parent run id and resolved config."""
 
 
 # -- search space and scheduler -----------------------------------------------------
@@ -186,28 +189,51 @@ def check_storage(path: Path) -> None:
         raise ConfigError(f"storage: {path} is not writable ({error.strerror or error})") from None
 
 
-def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: int = 1) -> SweepOutcome:
-    """Run the whole sweep; user mistakes surface as UserError before any run is opened."""
+def run_sweep(
+    config: SweepConfig,
+    *,
+    address: str | None = None,
+    verbose: int = 1,
+    resume: bool = False,
+    resume_command: str = "run_sweep(config, resume=True)",
+) -> SweepOutcome:
+    """Run the whole sweep; user mistakes surface as UserError before any run is opened.
+
+    `resume=True` continues the sweep of this config's name after its driver died or was
+    interrupted: finished trials stay, unfinished ones restart from their checkpoints,
+    Optuna keeps its history, and the same MLflow parent and child runs are written on.
+    `resume_command` is what the Ctrl-C message tells the user to run.
+    """
     # Keeping one checkpoint per trial forces a state snapshot per report; with epochs
     # of a few seconds Tune warns about it every time, which buries the progress table.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     tracker = Tracker(config)  # an unreachable tracking store fails here, first
     check_storage(config.storage_path)
+    experiment_path = config.storage_path / config.name
+    parent_id = _saved_parent_id(config, experiment_path) if resume else None
     prepared = prepare_data(config)
+    if parent_id is not None:
+        tracker.reopen_parent(parent_id)  # a finished or missing parent fails here, before Ray starts
     connect_ray(address)
 
-    tracker.start_parent({"trial.manifest_hash": prepared.manifest_hash})
-    tracker.log_artifact(prepared.manifest_csv, "manifest")
+    if parent_id is None:
+        tracker.start_parent({"trial.manifest_hash": prepared.manifest_hash})
+        tracker.log_artifact(prepared.manifest_csv, "manifest")
+        _save_sweep(config, experiment_path, tracker.parent_id)
     pruned: set[str] = set()
     callback = tracker.callback(pruned)
     try:
-        results = _tuner(config, prepared, callback, pruned, verbose).fit()
+        results = _tuner(config, prepared, callback, pruned, verbose, resume).fit()
         # Tune answers Ctrl-C by saving its state and returning early, not by raising.
         if len(callback.ended) < config.search.num_samples:
             raise SweepInterrupted(
                 f"interrupted after {len(callback.ended)} of {config.search.num_samples} trials; "
-                f"the runs are marked KILLED, Tune's state is in {results.experiment_path}"
+                f"the runs are marked KILLED, Tune's state is in {results.experiment_path}; "
+                f"resume with: {resume_command}"
             )
+        # A run still RUNNING here was opened by a driver killed before Tune's next snapshot
+        # saved its trial: resumed Tune never heard of that trial, so nothing else ends it.
+        callback.end_unfinished("KILLED")
         outcome = _finish(config, tracker, callback, prepared, results)
     except BaseException as error:
         status = "KILLED" if isinstance(error, (KeyboardInterrupt, SweepInterrupted)) else "FAILED"
@@ -216,6 +242,39 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: int =
         raise
     tracker.end_parent("FINISHED")
     return outcome
+
+
+def _save_sweep(config: SweepConfig, experiment_path: Path, parent_id: str) -> None:
+    """Beside Tune's state: which MLflow parent run this sweep writes, and its config."""
+    experiment_path.mkdir(parents=True, exist_ok=True)
+    record = {"parent_run_id": parent_id, "config": config.to_dict()}
+    (experiment_path / SWEEP_FILE).write_text(json.dumps(record, indent=1))
+
+
+def _saved_parent_id(config: SweepConfig, experiment_path: Path) -> str:
+    """The parent run of the sweep to resume, once its Tune state and config check out."""
+    path = experiment_path / SWEEP_FILE
+    if not (path.is_file() and tune.Tuner.can_restore(str(experiment_path))):
+        raise ConfigError(f"--resume: no sweep {config.name!r} to resume in {config.storage_path}; run it without --resume")
+    record = json.loads(path.read_text())
+    # The searcher, the checkpoints and the runs logged so far all belong to the old config.
+    changed = _changed_keys(record["config"], json.loads(json.dumps(config.to_dict())))
+    if changed:
+        raise ConfigError(
+            f"--resume: the config differs from the one sweep {config.name!r} started with at {', '.join(changed)}; "
+            "resume with the same config file and --set values"
+        )
+    return record["parent_run_id"]
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            changed
+            for key in sorted(old.keys() | new.keys())
+            for changed in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 def sweep_job(config: SweepConfig, prepared: PreparedData) -> TrialJob:
@@ -232,10 +291,15 @@ def sweep_job(config: SweepConfig, prepared: PreparedData) -> TrialJob:
     )
 
 
-def _tuner(config: SweepConfig, prepared: PreparedData, callback: Any, pruned: set[str], verbose: int) -> tune.Tuner:
+def _tuner(
+    config: SweepConfig, prepared: PreparedData, callback: Any, pruned: set[str], verbose: int, resume: bool
+) -> tune.Tuner:
     job = sweep_job(config, prepared)
     storage = str(config.storage_path)
     trainable = tune.with_parameters(trial_driver, job=job, scaling=config.scaling, storage=storage)
+    # A worker group retries inside its TorchTrainer (ray.train.FailureConfig); retrying
+    # its trial as well would multiply the attempts.
+    trial_retries = config.scaling.max_failures if config.scaling.num_workers == 1 else 0
     return tune.Tuner(
         tune.with_resources(trainable, _trial_resources(config.scaling)),
         tune_config=tune.TuneConfig(
@@ -252,8 +316,13 @@ def _tuner(config: SweepConfig, prepared: PreparedData, callback: Any, pruned: s
             storage_path=storage,
             callbacks=[callback],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=trial_retries),
             verbose=verbose,
         ),
+        # Resuming runs Tune's own restore (what Tuner.restore does: trials, checkpoints,
+        # searcher state) with the objects built here. Tuner.restore would instead use the
+        # callback, scheduler and settings pickled when the sweep started (ray#41364).
+        _tuner_kwargs={"resume_config": tune.ResumeConfig()} if resume else None,
     )
 
 
@@ -280,10 +349,6 @@ def _finish(config: SweepConfig, tracker: Tracker, callback: Any, prepared: Prep
             probability_frame(prepared, split, proba).to_csv(Path(directory) / f"{split_name}_probability.csv", index=False)
         tracker.log_artifact(Path(directory), "predictions")
     valid, test = metrics["valid"], metrics["test"]
-    with tempfile.TemporaryDirectory(prefix="trial-report-") as directory:
-        report = build_report(tracker.client, tracker.parent_id, Path(directory))
-        tracker.log_artifact(report)
-
     tracker.log_params(tracker.parent_id, searched)
     tracker.client.set_tag(tracker.parent_id, BEST_TRIAL_TAG, trial_id)
     tracker.log_metrics(tracker.parent_id, {**valid, **test})
@@ -291,6 +356,9 @@ def _finish(config: SweepConfig, tracker: Tracker, callback: Any, prepared: Prep
     if best_run is not None:
         tracker.log_metrics(best_run, test)
         tracker.client.set_tag(best_run, "trial.best", "true")
+    # Last: the report reads the best trial and its metrics back from the store.
+    with tempfile.TemporaryDirectory(prefix="trial-report-") as directory:
+        tracker.log_artifact(build_report(tracker.client, tracker.parent_id, Path(directory)))
     return SweepOutcome(
         parent_run_id=tracker.parent_id,
         best_trial_id=trial_id,

@@ -142,6 +142,7 @@ def test_manifest_command_prints_path_and_split_shares(tmp_path):
         "name": "m",
         "data": {"dataset": "demo_ecg", "dataset_params": {"n_recordings": 240}},
         "solver": {"name": "ecg_cnn1d"},
+        "search": {"space": {"lr": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}}},
     }
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
@@ -173,6 +174,8 @@ def test_report_command_rebuilds_the_report_from_the_store(sweep, tmp_path, caps
     for child in children:
         assert child.data.tags["trial.trial_id"] in page
     assert "Optimization history" in page and "Reliability (test)" in page
+    best_id = parents[0].data.tags["trial.best_trial_id"]
+    assert f"3. Best trial ({best_id})" in page
 
 
 def test_each_trial_writes_tensorboard_event_files(sweep):

@@ -16,6 +16,7 @@ def test_failed_trials_end_failed_with_their_error(ray_cluster, tiny_config_data
     # Valid for the solver, but no split of 240 recordings holds one batch of 100000.
     raw["search"]["space"] = {"batch_size": {"type": "choice", "values": [100000]}}
     raw["search"]["num_samples"] = 1
+    raw["scaling"] = {"max_failures": 0}  # a retry would fail the same way
     config = resolve(raw)
 
     with pytest.raises(SweepFailed, match=r"all 1 trials failed; the first \(\w+\): .*100000"):

@@ -1,0 +1,83 @@
+"""A trial whose worker process is killed restarts from its last checkpoint and ends
+exactly as an uninterrupted trial with the same seed, in one child run, each epoch once."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from trial.config import resolve
+from trial.tune_glue import run_sweep
+
+pytestmark = pytest.mark.integration
+
+EPOCHS = 6
+
+
+def one_trial(raw: dict, name: str):
+    raw = copy.deepcopy(raw)
+    raw["name"] = name
+    raw["solver"]["params"]["epochs"] = EPOCHS
+    # One fixed value: both sweeps train the very same trial.
+    raw["search"].update(num_samples=1, max_concurrent=1, space={"lr": {"type": "choice", "values": [0.003]}})
+    return resolve(raw)
+
+
+def results(experiment: Path) -> list[dict]:
+    """Every result Tune wrote for the sweep's one trial (each carries the trial process's pid)."""
+    # Only whole lines: Tune may be writing the last one.
+    lines = [line for path in experiment.glob("*/result.json") for line in path.read_text().split("\n")[:-1]]
+    return [json.loads(line) for line in lines]
+
+
+def kill_trial_process(experiment: Path, at_epoch: int, killed: list[int]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        reported = [r for r in results(experiment) if r["epoch"] >= at_epoch]
+        if reported:
+            os.kill(reported[0]["pid"], signal.SIGKILL)
+            killed.append(reported[0]["pid"])
+            return
+        time.sleep(0.05)
+
+
+def child_run(client: MlflowClient, parent_run_id: str):
+    experiment = client.get_experiment_by_name("tiny")
+    children = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    assert len(children) == 1
+    return children[0]
+
+
+def test_killed_worker_restarts_from_checkpoint_with_the_same_result(ray_cluster, tiny_config_data):
+    config = one_trial(tiny_config_data, "killed")
+    experiment = config.storage_path / config.name
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_trial_process, args=(experiment, 2, killed), daemon=True)
+    killer.start()
+    outcome = run_sweep(config, verbose=0)
+    killer.join()
+    reference = run_sweep(one_trial(tiny_config_data, "reference"), verbose=0)
+
+    assert killed, "the trial finished before its process could be killed"
+    restarted = [r for r in results(experiment) if r["pid"] != killed[0]]
+    # Tune started a new process, which went on from a checkpoint, not from epoch 1.
+    assert restarted and min(r["epoch"] for r in restarted) > 1
+    assert max(r["epoch"] for r in restarted) == EPOCHS
+
+    client = MlflowClient(config.tracking_uri)
+    run, reference_run = child_run(client, outcome.parent_run_id), child_run(client, reference.parent_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["trial.status"] == "completed"
+    for metric in ("train/loss", "valid/loss", "valid/auroc"):
+        history = client.get_metric_history(run.info.run_id, metric)
+        assert [m.step for m in history] == list(range(1, EPOCHS + 1)), metric
+        expected = client.get_metric_history(reference_run.info.run_id, metric)
+        assert [m.value for m in history] == pytest.approx([m.value for m in expected], abs=1e-6), metric
+    assert outcome.valid_metrics == pytest.approx(reference.valid_metrics, abs=1e-6)
+    assert outcome.test_metrics == pytest.approx(reference.test_metrics, abs=1e-6)
