@@ -1,4 +1,4 @@
-"""The `trial` command: `trial run`, `trial manifest`, `trial report`.
+"""The `trial` command: `trial run`, `trial manifest`, `trial report`, `trial import-nni`.
 
 `python trial/run.py ARGS` is the same as `trial run ARGS`. A mistake in the user's
 input (a `UserError`) is one line on stderr and exit code 2, never a traceback.
@@ -89,6 +89,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--out", type=Path, default=None, help="folder for report.html (default: a temporary folder)")
     report.set_defaults(handler=_report)
+
+    nni = commands.add_parser(
+        "import-nni",
+        help="convert an NNI search space (and experiment config) into a sweep config",
+        description="Convert NNI's search_space.json (and optionally its experiment config.yml: trialConcurrency, "
+        "maxTrialNumber, tuner) into a search_spaces/ YAML. Every NNI type with an Optuna counterpart maps; "
+        "normal and qnormal become bounded ranges with a warning; the rest are errors naming the type.",
+    )
+    nni.add_argument("search_space", type=Path, metavar="SEARCH_SPACE_JSON")
+    nni.add_argument("experiment", type=Path, nargs="?", default=None, metavar="CONFIG_YML")
+    nni.add_argument("-o", "--out", type=Path, default=None, help="where to write (default: search_spaces/<space file's folder name>.yaml)")
+    nni.add_argument("--solver", default="ecg_cnn1d", help="solver whose params the space searches (default: ecg_cnn1d)")
+    nni.add_argument("--dataset", default="demo_ecg", help="built-in dataset to start from; edit data: for your own (default: demo_ecg)")
+    nni.add_argument("--metric", default="valid/auroc", help="the metric NNI's trials reported (default: valid/auroc)")
+    nni.set_defaults(handler=_import_nni)
+
+    ui = commands.add_parser(
+        "ui",
+        help="open the MLflow UI over the sweeps' store (mlflow server on 127.0.0.1)",
+        description="Start MLflow's server and UI over the MLflow store (its runs' artifacts browsable), print "
+        "its URL and run until Ctrl-C. It binds 127.0.0.1: only this machine can reach it.",
+    )
+    ui.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
+    )
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on; 0 picks a free one (default: 5000)")
+    ui.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1); any other opens the UI, which has no login, to the network",
+    )
+    ui.set_defaults(handler=_ui)
     return parser
 
 
@@ -133,6 +167,25 @@ def _report(args: argparse.Namespace) -> int:
 
     print(report_command(args.target, args.tracking_uri or default_tracking_uri(), args.out))
     return 0
+
+
+def _import_nni(args: argparse.Namespace) -> int:
+    from trial.nni import import_nni
+
+    out = args.out or Path("search_spaces") / f"{args.search_space.resolve().parent.name}.yaml"
+    print(import_nni(args.search_space, args.experiment, out, solver=args.solver, dataset=args.dataset, metric=args.metric))
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from trial.config import default_tracking_uri
+    from trial.ui import ServerError, serve
+
+    try:
+        return serve(args.tracking_uri or default_tracking_uri(), host=args.host, port=args.port)
+    except ServerError as error:  # mlflow server's own output, above, says why
+        print(f"trial: error: {error}", file=sys.stderr)
+        return 1
 
 
 def _one_line_warnings() -> None:

@@ -230,6 +230,14 @@ class SweepConfig(_Section):
         return Path.cwd() / "trial_runs"
 
     @property
+    def optuna_storage_url(self) -> str:
+        """The sweep's Optuna study lives beside the MLflow store, for optuna-dashboard."""
+        uri = self.tracking_uri
+        if uri.startswith("sqlite:///"):
+            return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve().parent / 'optuna.db'}"
+        return f"sqlite:///{self.storage_path / 'optuna.db'}"
+
+    @property
     def metric_mode(self) -> str:
         from trial.metrics import METRIC_MODES
 

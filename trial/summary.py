@@ -19,6 +19,7 @@ def format_summary(config: SweepConfig, outcome: SweepOutcome) -> str:
         f"MLflow store:  {outcome.tracking_uri}  (experiment {config.experiment_name!r}, parent run {outcome.parent_run_id})",
         f"Open the UI:   mlflow ui --backend-store-uri {outcome.tracking_uri}",
         f"Tune storage:  {outcome.experiment_path}",
+        f"Optuna study:  optuna-dashboard {config.optuna_storage_url}  (study {outcome.optuna_study!r})",
     ]
     return "\n".join(lines)
 

@@ -21,6 +21,7 @@ import optuna
 import ray
 import torch
 from ray import tune
+from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -42,7 +43,8 @@ SWEEP_FILE = "trial-sweep.json"
 # -- search space and scheduler -----------------------------------------------------
 
 
-def build_searcher(config: SweepConfig, max_concurrent: int) -> ConcurrencyLimiter:
+def build_searcher(config: SweepConfig, max_concurrent: int, study_name: str) -> ConcurrencyLimiter:
+    """OptunaSearch over the space, its study in an sqlite RDB storage that optuna-dashboard reads live."""
     search = config.search
     if search.algo == "random":
         sampler = optuna.samplers.RandomSampler(seed=config.seed)
@@ -50,7 +52,10 @@ def build_searcher(config: SweepConfig, max_concurrent: int) -> ConcurrencyLimit
         # Constant liar: running trials count as bad guesses, so concurrent trials spread out.
         sampler = optuna.samplers.TPESampler(seed=config.seed, constant_liar=max_concurrent > 1)
     space = {name: spec.to_optuna() for name, spec in search.space.items()}
-    searcher = OptunaSearch(space=space, metric=search.metric, mode=config.metric_mode, sampler=sampler)
+    storage = optuna.storages.RDBStorage(config.optuna_storage_url)
+    searcher = OptunaSearch(
+        space=space, metric=search.metric, mode=config.metric_mode, sampler=sampler, study_name=study_name, storage=storage
+    )
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
 
@@ -66,6 +71,31 @@ class PruningASHA(ASHAScheduler):
         if decision == TrialScheduler.STOP and result.get("epoch", 0) < self._max_t:
             self.pruned.add(trial.trial_id)
         return decision
+
+
+class FinishedTrialLines(Callback):
+    """One line per finished trial under Tune's progress table: status, metric, time."""
+
+    def __init__(self, metric: str, pruned: set[str]) -> None:
+        self.metric = metric
+        self.pruned = pruned
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        status = "pruned" if trial.trial_id in self.pruned else "completed"
+        self._line(trial, status)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, "failed")
+
+    def _line(self, trial: Any, status: str) -> None:
+        result = trial.last_result or {}
+        value = result.get(self.metric)
+        shown = f"{self.metric} {value:.4f}" if isinstance(value, (int, float)) else f"no {self.metric}"
+        print(
+            f"trial {trial.trial_id} {status} after {result.get('epoch', 0)} epochs: {shown} "
+            f"({result.get('time_total_s', 0.0):.1f} s)",
+            flush=True,
+        )
 
 
 def build_scheduler(config: SweepConfig, pruned: set[str]) -> TrialScheduler:
@@ -157,6 +187,7 @@ class SweepOutcome:
     n_trials: int
     n_pruned: int
     n_failed: int
+    optuna_study: str
 
 
 def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -291,6 +322,11 @@ def sweep_job(config: SweepConfig, prepared: PreparedData) -> TrialJob:
     )
 
 
+def optuna_study_name(config: SweepConfig, callback: Any) -> str:
+    """One study per sweep, named after its parent run so a resumed sweep finds it again."""
+    return f"{config.name}-{callback.tracker.parent_id}"
+
+
 def _tuner(
     config: SweepConfig, prepared: PreparedData, callback: Any, pruned: set[str], verbose: int, resume: bool
 ) -> tune.Tuner:
@@ -303,7 +339,9 @@ def _tuner(
     return tune.Tuner(
         tune.with_resources(trainable, _trial_resources(config.scaling)),
         tune_config=tune.TuneConfig(
-            search_alg=build_searcher(config, concurrency_cap(config, ray.cluster_resources().get("CPU", 1))),
+            search_alg=build_searcher(
+                config, concurrency_cap(config, ray.cluster_resources().get("CPU", 1)), optuna_study_name(config, callback)
+            ),
             scheduler=build_scheduler(config, pruned),
             num_samples=config.search.num_samples,
             trial_name_creator=lambda trial: trial.trial_id,
@@ -314,7 +352,7 @@ def _tuner(
         run_config=tune.RunConfig(
             name=config.name,
             storage_path=storage,
-            callbacks=[callback],
+            callbacks=[callback, *([FinishedTrialLines(config.search.metric, pruned)] if verbose else [])],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=trial_retries),
             verbose=verbose,
@@ -370,6 +408,7 @@ def _finish(config: SweepConfig, tracker: Tracker, callback: Any, prepared: Prep
         n_trials=len(results),
         n_pruned=len(callback.pruned_trials),
         n_failed=len(results.errors),
+        optuna_study=optuna_study_name(config, callback),
     )
 
 

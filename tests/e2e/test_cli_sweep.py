@@ -123,8 +123,11 @@ def test_prediction_csvs_hold_sample_columns_and_probabilities(sweep, tmp_path):
 
 
 def test_debug_mode_runs_the_default_demo_small_and_tags_it(tmp_path):
-    result = run_cli(["--debug", "--quiet"], tmp_path)
+    result = run_cli(["--debug"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    finished = [line for line in result.stdout.splitlines() if line.startswith("trial ") and " after 2 epochs: valid/auroc " in line]
+    assert len(finished) == 2, result.stdout[-3000:]
+    assert "Trial status:" in result.stdout  # Tune's progress table
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("demo-ecg").experiment_id])
     assert len(runs) == 3  # the parent and 2 trials
@@ -183,3 +186,14 @@ def test_each_trial_writes_tensorboard_event_files(sweep):
     for child in children:
         trial_dir = workdir / "trial_runs" / "e2e" / child.data.tags["trial.trial_id"]
         assert list(trial_dir.glob("events.out.tfevents.*")), trial_dir
+
+
+def test_optuna_study_lives_beside_the_mlflow_store(sweep):
+    import optuna
+
+    workdir, result, _, parents, children = sweep
+    study = optuna.load_study(study_name=f"e2e-{parents[0].info.run_id}", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    assert len(study.trials) == len(children) == 2
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert {round(t.params["lr"], 12) for t in study.trials} == {round(float(c.data.params["lr"]), 12) for c in children}
+    assert f"optuna-dashboard sqlite:///{workdir / 'optuna.db'}" in result.stdout

@@ -103,3 +103,23 @@ def test_import_of_a_space_the_solver_cannot_take_writes_nothing(tmp_path):
     with pytest.raises(ConfigError, match="search.space.momentum_beta: not a param of solver 'ecg_cnn1d'"):
         import_nni(tmp_path / "search_space.json", None, tmp_path / "out.yaml", solver="ecg_cnn1d", dataset="demo_ecg", metric="valid/auroc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["search_space.json"]
+
+
+def test_cli_import_nni_writes_the_yaml_and_errors_in_one_line(tmp_path, capsys):
+    from trial.cli import main
+
+    (tmp_path / "search_space.json").write_text(json.dumps({"lr": {"_type": "normal", "_value": [0.005, 0.001]}}))
+    out = tmp_path / "mine.yaml"
+    assert main(["import-nni", str(tmp_path / "search_space.json"), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out)
+    assert "trial: warning: search_space.lr: normal(0.005, 0.001) became uniform" in captured.err
+    assert load_config(out).search.space["lr"].low == pytest.approx(0.002)
+
+    (tmp_path / "bad.json").write_text(json.dumps({"lr": {"_type": "lognormal", "_value": [0, 1]}}))
+    assert main(["import-nni", str(tmp_path / "bad.json"), "-o", str(tmp_path / "bad.yaml")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "trial: error: search_space.lr._type: 'lognormal' has no Optuna counterpart; supported: "
+        "choice, randint, uniform, quniform, loguniform, qloguniform, normal, qnormal"
+    ]
+    assert not (tmp_path / "bad.yaml").exists()
