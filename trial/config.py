@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import urllib.parse
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -244,8 +245,12 @@ class SweepConfig(_Section):
         return self.search.mode or METRIC_MODES[self.search.metric.split("/", 1)[1]]
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config as plain YAML-able data (tuples become lists)."""
-        return _plain(self.model_dump(mode="python", exclude_none=False))
+        """The resolved config as plain YAML-able data (tuples become lists), as logged:
+        credentials in the tracking URI are masked."""
+        data = _plain(self.model_dump(mode="python", exclude_none=False))
+        if data["tracking"]["uri"]:
+            data["tracking"]["uri"] = _mask_credentials(data["tracking"]["uri"])
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -264,6 +269,14 @@ class SweepConfig(_Section):
         for key, value in solver_params.items():
             flat[key] = _text(value)
         return flat
+
+
+def _mask_credentials(uri: str) -> str:
+    """`https://user:secret@host/` -> `https://***@host/`: params and artifacts are readable by all."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"))
 
 
 def _plain(value: Any) -> Any:

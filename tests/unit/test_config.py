@@ -229,3 +229,12 @@ def test_an_empty_search_space_is_an_error():
     raw["search"]["space"] = {}
     with pytest.raises(ConfigError, match=r"^search.space: nothing to search; name one or two solver params"):
         resolve(raw)
+
+
+def test_credentials_in_the_tracking_uri_are_never_logged():
+    raw = copy.deepcopy(BASE)
+    raw["tracking"] = {"uri": "https://alice:s3cret@mlflow.example.org:8443/"}
+    config = resolve(raw)
+    assert config.tracking_uri == "https://alice:s3cret@mlflow.example.org:8443/"  # still used to connect
+    assert config.flat_params()["tracking.uri"] == "https://***@mlflow.example.org:8443/"
+    assert "s3cret" not in config.to_yaml() and "alice" not in config.to_yaml()
