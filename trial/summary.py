@@ -17,7 +17,7 @@ def format_summary(config: SweepConfig, outcome: SweepOutcome) -> str:
         lines.append(f"  {split:<5} {shown}")
     lines += [
         f"MLflow store:  {outcome.tracking_uri}  (experiment {config.experiment_name!r}, parent run {outcome.parent_run_id})",
-        f"Open the UI:   mlflow ui --backend-store-uri {outcome.tracking_uri}",
+        f"Open the UI:   trial ui --tracking-uri {outcome.tracking_uri}   (or: mlflow ui --backend-store-uri {outcome.tracking_uri})",
         f"Tune storage:  {outcome.experiment_path}",
         f"Optuna study:  optuna-dashboard {config.optuna_storage_url}  (study {outcome.optuna_study!r})",
     ]

@@ -195,7 +195,7 @@ def _open_store(config: SweepConfig) -> tuple[MlflowClient, str]:
         client = MlflowClient(tracking_uri=config.tracking_uri)
         experiment = client.get_experiment_by_name(config.experiment_name)
         if experiment is None:
-            return client, client.create_experiment(config.experiment_name)
+            return client, client.create_experiment(config.experiment_name, artifact_location=_artifact_location(config))
         if experiment.lifecycle_stage == "deleted":
             raise ConfigError(
                 f"tracking.experiment: {config.experiment_name!r} is deleted in {config.tracking_uri}; "
@@ -205,6 +205,15 @@ def _open_store(config: SweepConfig) -> tuple[MlflowClient, str]:
     except (MlflowException, OSError, SQLAlchemyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"tracking.uri: cannot use {config.tracking_uri!r}: {first_line}") from None
+
+
+def _artifact_location(config: SweepConfig) -> str | None:
+    """Artifacts of a sqlite store go to mlruns/ beside it, wherever the sweep runs from
+    (a `ray job submit` runs in a temporary copy of the working directory)."""
+    uri = config.tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server decides
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
 
 
 def _probe_server(uri: str) -> None:
