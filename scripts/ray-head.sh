@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Start (or stop) a local Ray head for `ray job submit`, loopback only, token auth on.
+# Start (or stop) a local Ray head for `ray job submit`: token auth on, dashboard and job
+# API on 127.0.0.1. (Ray 2.60 resolves --node-ip-address=127.0.0.1 to the machine's own
+# address for the GCS and raylet ports, so those are reachable beyond loopback: the token
+# is what keeps others out; firewall ports 6379 and up if the machine is on a shared network.)
 #   bash scripts/ray-head.sh start     # head on 127.0.0.1:6379, dashboard/jobs on http://127.0.0.1:8265
 #   bash scripts/ray-head.sh stop
 # The CLI and `ray job submit` read the token from ~/.ray/auth_token. To open the head to

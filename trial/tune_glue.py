@@ -201,7 +201,9 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> N
     if address:
         ray.init(address=address, runtime_env=runtime_env)
     else:
-        # Loopback only: a local instance is never reachable from the network.
+        # Ray 2.60 resolves 127.0.0.1 to this machine's address for its GCS and raylet, so
+        # those listen beyond loopback; token auth (Ray's default for local clusters) is what
+        # keeps others out. The dashboard is not started at all.
         ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus, runtime_env=runtime_env)
 
 
@@ -347,7 +349,9 @@ def _tuner(
             trial_name_creator=lambda trial: trial.trial_id,
             trial_dirname_creator=lambda trial: trial.trial_id,
             # A finished trial's process (torch and the solvers already imported) runs the next.
-            reuse_actors=True,
+            # Not for worker groups: Tune gives a finished trial 2 s to wind down before reuse,
+            # and a TorchTrainer's shutdown takes longer, which would abort the next trial.
+            reuse_actors=config.scaling.num_workers == 1,
         ),
         run_config=tune.RunConfig(
             name=config.name,
