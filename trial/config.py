@@ -87,6 +87,8 @@ class DataConfig(_Section):
     features: StrTuple | None = None
     """Tabular feature columns (used when path_column is null)."""
     target: str = "label"
+    classes: tuple[str | int, ...] | None = Field(None, strict=False, min_length=2)
+    """The target values to expect; any other value in the labels CSV is an error."""
     stratify: StrTuple | None = None
     """Columns whose joint distribution every split keeps; default [target]."""
     group: str | None = None

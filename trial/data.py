@@ -179,6 +179,13 @@ def _read_labels(path: Path, data: DataConfig) -> pd.DataFrame:
         labels = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    if data.classes is not None and data.target in labels.columns:
+        unexpected = labels.loc[~labels[data.target].isin(data.classes) & labels[data.target].notna(), data.target]
+        if len(unexpected):
+            raise DataError(
+                f"{path}: column {data.target!r} has values not in data.classes {list(data.classes)}: "
+                f"{unexpected.tolist()[0]!r} ({len(unexpected)} rows)"
+            )
     used = [data.target, *(data.stratify or ()), *(data.balance or ())]
     used += [c for c in (data.group, data.path_column) if c]
     for column in used:

@@ -90,6 +90,7 @@ def test_good_user_data_passes_the_checks(user_data, tmp_path, capsys, monkeypat
         ("nan_values", {}, "records/0007.npy"),
         ("escaping_path", {}, "../outside.npy"),
         ("not_csv", {}, "labels.csv"),
+        ("unexpected_label", {"classes": [0, 1]}, "column 'label' has values not in data.classes [0, 1]: 2 (1 rows)"),
     ],
 )
 def test_bad_data_is_one_line_exit_2(user_data, tmp_path, capsys, change, data, expected):
@@ -111,6 +112,8 @@ def test_bad_data_is_one_line_exit_2(user_data, tmp_path, capsys, change, data, 
         np.save(user_data / "records/0006.npy", np.zeros((3, 64), np.float32))
     elif change == "nan_values":
         np.save(user_data / "records/0007.npy", np.full((2, 64), np.nan, np.float32))
+    elif change == "unexpected_label":
+        labels.loc[7, "label"] = 2
     elif change == "escaping_path":
         np.save(user_data.parent / "outside.npy", np.zeros((2, 64), np.float32))
         labels.loc[2, "path"] = "../outside.npy"
