@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,15 +21,6 @@ NUM_CLASSES = 3
 
 ALL_SOLVERS = registered_solvers()
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # These models are tiny: with two threads on the shared 2-core CI machine, thread
-    # synchronisation costs tens of times more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(params=ALL_SOLVERS)

@@ -6,7 +6,6 @@ import copy
 import dataclasses
 import io
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,13 +24,6 @@ SOLVER_FOR = {"signal": "ecg_cnn1d", "image": "image_cnn", "tabular": "tabular_m
 NUM_CLASSES = 3
 ALL_AUGMENTATIONS = [(kind, name) for kind, table in AUGMENTATIONS.items() for name in table]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _solver(kind: str = "tabular", **params: Any) -> Solver:

@@ -26,7 +26,6 @@ def job(tmp_path_factory):
             "storage": str(root / "runs"),
         }
     )
-    torch.set_num_threads(1)
     return sweep_job(config, prepare_data(config)).with_trial_params({"lr": 3e-3})
 
 
