@@ -200,7 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv[1:]  # after the command name: what `trial run` was given
     _one_line_warnings()
-    # MLflow logs its store set-up ("Creating initial MLflow database tables") at INFO.
+    # MLflow logs its store set-up ("Creating initial MLflow database tables") at INFO, and
+    # sets its logger's level when first imported: import it first, then quiet it.
+    import mlflow  # noqa: F401
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         return args.handler(args)

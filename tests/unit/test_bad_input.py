@@ -154,3 +154,19 @@ def test_storage_not_writable(user_data, tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f"trial: error: storage: {blocker / 'runs'} is not writable")
     assert_nothing_half_written(tmp_path)
+
+
+def test_a_fresh_process_prints_only_the_error_line(tmp_path):
+    # In-process tests import MLflow early; a real CLI process imports it late, and MLflow
+    # must still not add its own INFO lines about creating the store.
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "trial" / "run.py"), "--set", "data.labels=nope.csv", "--set", "data.dataset=null"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"trial: error: data.labels: file not found: {tmp_path / 'nope.csv'}"]
