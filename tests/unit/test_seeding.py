@@ -115,6 +115,8 @@ def _ddp_rank(rank: int, world_size: int, port: int, out: Path) -> None:
             dist.all_gather(gathered[name], tensor)
         if rank == 0:
             torch.save(gathered, out)
+        # Both ranks leave together: gloo can abort a rank whose peer tears down mid-exchange.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
