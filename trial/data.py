@@ -20,7 +20,7 @@ import torch
 
 from trial.config import DataConfig, KFoldSplit, SweepConfig
 from trial.datasets import materialize
-from trial.errors import DataError
+from trial.errors import DataError, first_line
 from trial.filecheck import apply_bad_file_policy, check_files, pack_arrays, pack_features, resolve_paths
 from trial.manifest import Manifest, SplitSpec, build_or_load_manifest
 
@@ -178,7 +178,7 @@ def _read_labels(path: Path, data: DataConfig) -> pd.DataFrame:
     try:
         labels = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+        raise DataError(f"{path}: not a readable CSV ({first_line(error)})") from None
     if data.classes is not None and data.target in labels.columns:
         unexpected = labels.loc[~labels[data.target].isin(data.classes) & labels[data.target].notna(), data.target]
         if len(unexpected):

@@ -8,6 +8,12 @@ received and what is allowed.
 from __future__ import annotations
 
 
+def first_line(error: BaseException) -> str:
+    """An error's message cut to its first line (its type's name if it has none), for one-line reports."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class UserError(Exception):
     """A mistake in the user's input; the message is shown as-is on one line."""
 

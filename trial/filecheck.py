@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from trial.errors import ConfigError, DataError
+from trial.errors import ConfigError, DataError, first_line
 
 PREDICTION_OUTPUTS = frozenset({"train_probability.csv", "valid_probability.csv", "test_probability.csv"})
 # The table name carries the checks' version: when the checks (or the layout) change, old
@@ -212,7 +212,7 @@ def pack_arrays(
             try:
                 array = np.load(path, allow_pickle=False)
             except (OSError, ValueError, EOFError) as error:
-                raise DataError(f"data file {path}: cannot load as .npy: {_first_line(error)}") from None
+                raise DataError(f"data file {path}: cannot load as .npy: {_load_error_reason(error)}") from None
             # Checked explicitly: assignment would silently broadcast (1000,) into (3, 1000).
             if not isinstance(array, np.ndarray) or array.shape != shape:
                 got = array.shape if isinstance(array, np.ndarray) else "an .npz archive"
@@ -251,12 +251,12 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _first_line(error: BaseException) -> str:
+def _load_error_reason(error: BaseException) -> str:
     text = str(error).strip()
     if "allow_pickle" in text:
         # numpy's advice here is to load it unsafely; for a data file that is never right.
         return "not a .npy array file (no .npy header, or pickled objects)"
-    return text.splitlines()[0] if text else type(error).__name__
+    return first_line(error)
 
 
 class _Layout(NamedTuple):
@@ -466,7 +466,7 @@ def _load_verdict(path: str) -> _Verdict:
     # Broken bytes surface as ValueError, OSError, EOFError or an unpickling error depending
     # on where the damage is; any of them is a verdict about the file, not a crash.
     except Exception as error:  # noqa: BLE001
-        return f"cannot load as .npy: {_first_line(error)}", None, None
+        return f"cannot load as .npy: {_load_error_reason(error)}", None, None
     if not isinstance(array, np.ndarray):
         array.close()
         return "holds an .npz archive, expected a single array", None, None

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from trial.errors import ConfigError
+from trial.errors import ConfigError, first_line
 
 # normal(mu, sigma) has no bounds; Optuna's distributions need them. mu +- 3 sigma holds
 # 99.7% of NNI's draws.
@@ -149,7 +149,7 @@ def _read(path: Path, parse: Any) -> Any:
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot parse: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: cannot parse: {first_line(error)}") from None
 
 
 def _is_number(value: Any) -> bool:

@@ -36,7 +36,7 @@ from plotly.offline import get_plotlyjs
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from trial.config import Distribution
-from trial.errors import ConfigError, DataError
+from trial.errors import ConfigError, DataError, first_line
 from trial.metrics import ECE_BINS, METRIC_MODES, METRIC_NAMES, classification_metrics
 from trial.tags import BEST_TRIAL_TAG, PARENT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG
 
@@ -730,7 +730,7 @@ def resolve_target(client: MlflowClient, target: str, tracking_uri: str) -> str:
     try:
         experiment = client.get_experiment_by_name(target)
     except MlflowException as error:
-        raise ConfigError(f"report: cannot use tracking uri {tracking_uri!r}: {_first_line(error)}") from None
+        raise ConfigError(f"report: cannot use tracking uri {tracking_uri!r}: {first_line(error)}") from None
     if experiment is not None and experiment.lifecycle_stage != "deleted":
         runs = client.search_runs(
             [experiment.experiment_id],
@@ -751,8 +751,3 @@ def resolve_target(client: MlflowClient, target: str, tracking_uri: str) -> str:
         raise ConfigError(f"report: no experiment or run named {target!r} in {tracking_uri}")
     _check_sweep_run(run)
     return run.info.run_id
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

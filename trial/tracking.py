@@ -20,7 +20,7 @@ from ray.tune import Callback
 from sqlalchemy.exc import SQLAlchemyError
 
 from trial.config import SweepConfig
-from trial.errors import ConfigError
+from trial.errors import ConfigError, first_line
 from trial.tags import ERROR_TAG, PARENT_TAG, PRUNED_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG
 
 # Tune adds its own bookkeeping to every result; only the solver's metrics go to MLflow.
@@ -203,8 +203,7 @@ def _open_store(config: SweepConfig) -> tuple[MlflowClient, str]:
             )
         return client, experiment.experiment_id
     except (MlflowException, OSError, SQLAlchemyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"tracking.uri: cannot use {config.tracking_uri!r}: {first_line}") from None
+        raise ConfigError(f"tracking.uri: cannot use {config.tracking_uri!r}: {first_line(error)}") from None
 
 
 def _artifact_location(config: SweepConfig) -> str | None:
