@@ -20,7 +20,7 @@ import optuna
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from trial.errors import ConfigError
+from trial.errors import ConfigError, first_line
 from trial.nni import nni_distribution
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
@@ -28,6 +28,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "search_spaces" / "dem
 DEBUG_SUBSAMPLE = 0.05
 DEBUG_MAX_EPOCHS = 2
 DEBUG_MAX_TRIALS = 2
+DEBUG_SUFFIX = "-debug"
+"""Appended to a debug sweep's name."""
 
 # Lists in YAML become tuples, so the frozen config is immutable all the way down.
 StrTuple = Annotated[tuple[str, ...], Field(strict=False)]
@@ -140,6 +142,9 @@ class Distribution(_Section):
         if self.type == "choice":
             if not self.values:
                 raise ValueError("choice needs a non-empty `values` list")
+            refused = [v for v in self.values if v is not None and not isinstance(v, (bool, int, float, str))]
+            if refused:
+                raise ValueError(f"choice values must be numbers, text, true/false or null, got {refused[0]!r}")
             return self
         if self.low is None or self.high is None:
             raise ValueError(f"{self.type} needs `low` and `high`")
@@ -151,7 +156,22 @@ class Distribution(_Section):
             raise ValueError(f"a log scale needs low > 0, got low={self.low}")
         if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
             raise ValueError(f"int bounds must be whole numbers, got low={self.low}, high={self.high}")
+        # Whatever else Optuna would refuse (a step on a log scale, ...) fails here, not in the searcher.
+        try:
+            self.to_optuna()
+        except ValueError as error:
+            raise ValueError(f"Optuna refuses this range: {first_line(error)}") from None
         return self
+
+    @property
+    def extremes(self) -> list[Any]:
+        """The values at the edges of the range (every value of a choice): where a searched
+        value most likely breaks a model or a batch."""
+        if self.type == "choice":
+            return list(self.values)
+        if self.type == "int":
+            return [int(self.low), int(self.high)]
+        return [self.low, self.high]
 
     @property
     def is_log(self) -> bool:
@@ -409,28 +429,53 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
         data_cfg = data_cfg.model_copy(update={"stratify": (data_cfg.target,)})
     solver_params = asdict(params)
     search = config.search
+    naming: dict[str, Any] = {}
     if config.debug:
         data_cfg = data_cfg.model_copy(update={"subsample": data_cfg.subsample or DEBUG_SUBSAMPLE})
         solver_params["epochs"] = min(solver_params["epochs"], DEBUG_MAX_EPOCHS)
         search = search.model_copy(update={"num_samples": min(search.num_samples, DEBUG_MAX_TRIALS)})
+        # Its own sweep name (Tune storage, resume record, Optuna study), so a set-up check
+        # never resumes, nor is resumed as, the real sweep; its runs stay in the real
+        # sweep's MLflow experiment, tagged debug.
+        naming = {
+            "name": f"{config.name}{DEBUG_SUFFIX}",
+            "tracking": config.tracking.model_copy(update={"experiment": config.experiment_name}),
+        }
+    search = _fit_scheduler_to_epochs(search, solver_params["epochs"])
     return config.model_copy(
         update={
             "data": data_cfg,
             "search": search,
             "solver": config.solver.model_copy(update={"params": solver_params}),
+            **naming,
         }
     )
 
 
+def max_epochs(search: SearchConfig, epochs: int) -> int:
+    """The most epochs any trial runs: `epochs`, or the top of a searched `epochs` range."""
+    spec = search.space.get("epochs")
+    return max(int(value) for value in spec.extremes) if spec is not None else epochs
+
+
+def _fit_scheduler_to_epochs(search: SearchConfig, epochs: int) -> SearchConfig:
+    """ASHA refuses a grace period longer than the trials (Ray asserts grace_period <= max_t):
+    the intent, no pruning before the last epoch, is clear, so lower it and say so."""
+    scheduler = search.scheduler
+    longest = max_epochs(search, epochs)
+    if scheduler.type != "asha" or scheduler.grace_period <= longest:
+        return search
+    warnings.warn(
+        f"search.scheduler.grace_period={scheduler.grace_period} lowered to {longest}: trials run at most "
+        f"{longest} epochs (solver.params.epochs), and ASHA cannot wait longer than that before pruning",
+        stacklevel=2,
+    )
+    return search.model_copy(update={"scheduler": scheduler.model_copy(update={"grace_period": longest})})
+
+
 def _check_space_values(solver_cls: Any, params: Mapping[str, Any], key: str, spec: Distribution) -> None:
     """A searched range whose ends the solver would refuse fails now, not in every trial."""
-    if spec.type == "choice":
-        candidates = list(spec.values)
-    elif spec.type == "int":
-        candidates = [int(spec.low), int(spec.high)]
-    else:
-        candidates = [spec.low, spec.high]
-    for value in candidates:
+    for value in spec.extremes:
         try:
             solver_cls.parse_params({**params, key: value})
         except ConfigError as error:

@@ -99,14 +99,17 @@ def open_split(prepared: PreparedData, split: str, frame: pd.DataFrame | None = 
 
 
 def prepare_data(config: SweepConfig) -> PreparedData:
-    """Build or reuse the manifest and the packed array for this sweep (driver only)."""
+    """Build or reuse the manifest and the packed array for this sweep (driver only).
+
+    With `data.subsample` (debug mode), every row and file is still checked as the full
+    run checks them (its manifest and filecheck verdicts are cached for it): the sample
+    only decides what is trained on.
+    """
     data = config.data
     cache_dir = config.storage_path / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
     labels_csv = _labels_csv(data)
     labels = _read_labels(labels_csv, data)
-    if data.subsample is not None:
-        labels = stratified_subsample(labels, data.target, data.subsample, seed=config.seed)
 
     if data.path_column is not None:
         paths = resolve_paths(
@@ -116,27 +119,40 @@ def prepare_data(config: SweepConfig) -> PreparedData:
         kept = apply_bad_file_policy(labels, verdict, on_bad_file=data.on_bad_file)
         input_shape = tuple(verdict.shape)
         kept_paths = [paths[i] for i in kept.index]
+        kept = kept.reset_index(drop=True)
     else:
         kept, kept_paths = labels, []
         features = _feature_columns(labels, data)
         input_shape = (len(features),)
 
-    manifest = build_or_load_manifest(
-        kept.reset_index(drop=True),
-        target=data.target,
-        stratify=list(data.stratify or (data.target,)),
-        group=data.group,
-        split=_split_spec(data),
-        seed=config.seed,
-        cache_dir=cache_dir,
-    )
+    def manifest_of(rows: pd.DataFrame) -> Manifest:
+        return build_or_load_manifest(
+            rows,
+            target=data.target,
+            stratify=list(data.stratify or (data.target,)),
+            group=data.group,
+            split=_split_spec(data),
+            seed=config.seed,
+            cache_dir=cache_dir,
+        )
+
+    def features_of(manifest: Manifest) -> Path:
+        return pack_features(manifest.frame, features, out_path=cache_dir / f"features-{manifest.content_hash[:16]}.npy")
+
+    if data.subsample is not None:
+        full = manifest_of(kept)  # every row's target, stratify and group values, as the full run checks them
+        if data.path_column is None:
+            features_of(full)  # every feature value, likewise
+        positions = stratified_subsample(kept, data.target, data.subsample, seed=config.seed)
+        kept = kept.iloc[positions].reset_index(drop=True)
+        kept_paths = [kept_paths[i] for i in positions] if kept_paths else []
+
+    manifest = manifest_of(kept)
     if data.path_column is not None:
         key = _files_key(manifest, kept_paths)
         arrays = pack_arrays(kept_paths, out_path=cache_dir / f"arrays-{key}.npy", shape=input_shape)
     else:
-        arrays = pack_features(
-            manifest.frame, features, out_path=cache_dir / f"features-{manifest.content_hash[:16]}.npy"
-        )
+        arrays = features_of(manifest)
     classes = tuple(sorted(manifest.frame[data.target].unique().tolist()))
     return PreparedData(
         manifest_csv=manifest.path,
@@ -154,14 +170,14 @@ def prepare_data(config: SweepConfig) -> PreparedData:
 MIN_ROWS_PER_CLASS = 20
 
 
-def stratified_subsample(labels: pd.DataFrame, target: str, fraction: float, *, seed: int) -> pd.DataFrame:
-    """`fraction` of each target class's rows (at least MIN_ROWS_PER_CLASS), in file order."""
+def stratified_subsample(labels: pd.DataFrame, target: str, fraction: float, *, seed: int) -> np.ndarray:
+    """Positions of `fraction` of each target class's rows (at least MIN_ROWS_PER_CLASS), in file order."""
     rng = np.random.default_rng(seed)
     keep: list[np.ndarray] = []
     for _, rows in labels.groupby(target, sort=True).indices.items():
         count = min(len(rows), max(MIN_ROWS_PER_CLASS, round(fraction * len(rows))))
         keep.append(rng.choice(rows, size=count, replace=False))
-    return labels.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
+    return np.sort(np.concatenate(keep))
 
 
 def _labels_csv(data: DataConfig) -> Path:

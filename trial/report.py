@@ -7,8 +7,9 @@ memory, so a report can be rebuilt later, anywhere the store can be reached:
                tag trial.best_trial_id, metrics valid/<m> and test/<m> of the best trial
   child runs   one per trial: searched params, per-epoch metrics, tag trial.status
 
-The page has five sections, one function each: the search (Optuna's own plots on a
-study rebuilt in memory from the child runs), the split manifest (does each split keep
+The page has five sections, one function each: the search (every trial's value and
+learning curve, pruned ones included, and Optuna's parameter importance on a study rebuilt
+in memory from the child runs), the split manifest (does each split keep
 the stratify columns' shares?), the best trial on test and valid (confusion matrix, ROC,
 reliability), metrics per stratum value (per hospital), and a table of every trial.
 plotly.js is embedded once in the page's head, so it opens without a network.
@@ -16,12 +17,18 @@ plotly.js is embedded once in the page's head, so it opens without a network.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import os
+import shutil
 import tempfile
+import urllib.parse
+import urllib.request
+import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import optuna
@@ -38,9 +45,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 from trial.config import Distribution
 from trial.errors import ConfigError, DataError, first_line
 from trial.metrics import ECE_BINS, METRIC_MODES, METRIC_NAMES, classification_metrics
-from trial.tags import BEST_TRIAL_TAG, PARENT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG
-
-# The tag names tracking.py writes; repeated here so a report never imports Ray.
+from trial.tags import BEST_TRIAL_TAG, DEBUG_TAG, PARENT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG
 
 REPORT_NAME = "report.html"
 SPLIT_ORDER = ("train", "valid", "test")
@@ -231,19 +236,22 @@ def _read_trials(
 
 
 def _child_runs(client: MlflowClient, parent: Run) -> list[Run]:
-    runs: list[Run] = []
+    return list(_search_runs(client, parent.info.experiment_id, f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"))
+
+
+def _search_runs(
+    client: MlflowClient, experiment_id: str, filter_string: str, order_by: list[str] | None = None
+) -> Iterator[Run]:
+    """Every run the filter matches, page by page, as the caller consumes them."""
     token = None
     while True:
         page = client.search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
-            max_results=1000,
-            page_token=token,
+            [experiment_id], filter_string=filter_string, order_by=order_by, max_results=1000, page_token=token
         )
-        runs.extend(page)
+        yield from page
         token = page.token
         if not token:
-            return runs
+            return
 
 
 # -- the Optuna study, rebuilt --------------------------------------------------------------
@@ -407,7 +415,7 @@ def _overview_section(sweep: Sweep) -> str:
         [
             ("experiment", sweep.experiment_name),
             ("parent run", info.run_id),
-            ("status", info.status.lower()),
+            ("status", info.status),  # as MLflow spells it: FINISHED, FAILED, KILLED, RUNNING
             ("metric", f"{sweep.metric} ({sweep.mode})"),
             ("trials", _status_counts(sweep.trials)),
             ("best trial", sweep.best_trial_id or "none recorded"),
@@ -441,17 +449,106 @@ def _search_section(sweep: Sweep) -> str:
         return _section(title, _note("No child runs: no trial of this sweep was recorded."))
     study = build_study(sweep)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    blocks = []
-    if complete:
-        blocks.append(_figure(optuna.visualization.plot_optimization_history(study, target_name=sweep.metric)))
-    else:
-        blocks.append(_note("No completed trial with a finite metric value: no optimization history."))
-    if any(trial.intermediate_values for trial in study.get_trials(deepcopy=False)):
-        curves = optuna.visualization.plot_intermediate_values(study)
-        curves.update_layout(title=f"{sweep.metric} per epoch (pruned trials stop early)", xaxis_title="epoch")
-        blocks.append(_figure(curves))
+    blocks = [_history_block(sweep)]
+    if any(_finite_history(trial) for trial in sweep.trials):
+        blocks.append(_figure(_learning_curves_figure(sweep)))
     blocks.append(_importance_block(study, sweep, len(complete)))
     return _section(title, *blocks)
+
+
+# Marker and colour per trial status in the history plot; any other status (a run without
+# trial.status: running, killed) gets _OTHER_STYLE.
+_STATUS_STYLES = {"completed": ("circle", "#1f77b4"), "pruned": ("x", "#ff7f0e"), "error": ("diamond", "#d62728")}
+_OTHER_STYLE = ("square", "#7f7f7f")
+
+
+def _history_value(trial: TrialRecord, mode: str) -> float:
+    """A completed trial's value is its best epoch's (what Tune ranks and the study holds);
+    a pruned or failed trial's is the last value it reported before it stopped."""
+    return trial.best(mode) if trial.status == "completed" else trial.final
+
+
+def _history_block(sweep: Sweep) -> str:
+    """Every trial with a value, marked by status: Optuna's own plot shows completed trials
+    only, which under ASHA can be two points of eight."""
+    by_status: dict[str, list[tuple[int, TrialRecord, float]]] = {}
+    unplotted = []
+    for number, trial in enumerate(sweep.trials):
+        value = _history_value(trial, sweep.mode)
+        if math.isfinite(value):
+            by_status.setdefault(trial.status, []).append((number, trial, value))
+        else:
+            unplotted.append(f"{trial.trial_id} ({trial.status})")
+    blocks = []
+    if by_status:
+        blocks.append(_figure(_history_figure(sweep, by_status)))
+    if unplotted:
+        blocks.append(_note(f"Not in the optimization history, no finite {sweep.metric}: {', '.join(unplotted)}."))
+    return "\n".join(blocks)
+
+
+def _history_figure(sweep: Sweep, by_status: Mapping[str, list[tuple[int, TrialRecord, float]]]) -> go.Figure:
+    fig = go.Figure()
+    order = [status for status in _STATUS_STYLES if status in by_status] + sorted(set(by_status) - set(_STATUS_STYLES))
+    for status in order:
+        points = by_status[status]
+        symbol, colour = _STATUS_STYLES.get(status, _OTHER_STYLE)
+        fig.add_scatter(
+            x=[number for number, _, _ in points],
+            y=[value for _, _, value in points],
+            mode="markers",
+            name=status if status == "completed" else f"{status} (last reported value)",
+            marker={"symbol": symbol, "color": colour, "size": 9},
+            customdata=[[trial.trial_id, len(trial.history)] for _, trial, _ in points],
+            hovertemplate=f"%{{customdata[0]}} (#%{{x}}), {status} after %{{customdata[1]}} epochs: %{{y:.4f}}<extra></extra>",
+        )
+    completed = by_status.get("completed", [])
+    if completed:
+        pick = max if sweep.mode == "max" else min
+        best = list(itertools.accumulate((value for _, _, value in completed), pick))
+        fig.add_scatter(
+            x=[number for number, _, _ in completed],
+            y=best,
+            mode="lines",
+            line={"shape": "hv", "color": _STATUS_STYLES["completed"][1]},
+            name="best so far (completed)",
+        )
+    fig.update_layout(
+        title=f"Optimization history: {sweep.metric} of every trial",
+        xaxis={"title": "trial # (start order)", "rangemode": "tozero"},
+        yaxis_title=sweep.metric,
+        showlegend=True,
+    )
+    return fig
+
+
+def _finite_history(trial: TrialRecord) -> list[tuple[int, float]]:
+    return [(epoch, value) for epoch, value in trial.history if math.isfinite(value)]
+
+
+def _learning_curves_figure(sweep: Sweep) -> go.Figure:
+    """One line per trial, named in the legend; trials that did not complete are dotted."""
+    fig = go.Figure()
+    for trial in sweep.trials:
+        points = _finite_history(trial)
+        if not points:
+            continue
+        fig.add_scatter(
+            x=[epoch for epoch, _ in points],
+            y=[value for _, value in points],
+            mode="lines+markers",
+            name=f"{trial.trial_id} ({trial.status})",
+            line={"dash": "solid" if trial.status == "completed" else "dot"},
+            hovertemplate=f"{trial.trial_id}, epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+        )
+    fig.update_layout(
+        title=f"{sweep.metric} per epoch (pruned trials stop early)",
+        xaxis_title="epoch",
+        yaxis_title=sweep.metric,
+        legend_title_text="trial",
+        showlegend=True,  # plotly hides the legend of a single line, and with it the trial's id
+    )
+    return fig
 
 
 def _importance_block(study: optuna.Study, sweep: Sweep, n_complete: int) -> str:
@@ -703,46 +800,94 @@ def _trials_section(sweep: Sweep) -> str:
         for number, trial in enumerate(sweep.trials)
     ]
     marks = ["best" if trial.trial_id == best_id else "" for trial in sweep.trials]
-    note = _note("# is the trial's number in the Optuna plots above; the best trial's row is in bold.")
+    note = _note("# is the trial's number in the optimization history above; the best trial's row is in bold.")
     return _section(title, note, _table(pd.DataFrame(rows), marks))
 
 
-# -- the `trial report` command ---------------------------------------------------------------------------
+# -- logging the report, and the `trial report` command --------------------------------------------------
 
 
-def report_command(target: str, tracking_uri: str, out_dir: Path | None = None) -> Path:
+def log_report(client: MlflowClient, parent_run_id: str, *, fallback: Path, out: Path | None = None) -> Path:
+    """Build the sweep's report, log it on its parent run as report.html, and return a local
+    path a person can open: `out` where given; else the logged file itself where the run's
+    artifacts are local files (a sqlite store keeps them in mlruns/ beside it); else a copy
+    at `fallback`, since a tracking server's artifact store is no path to open.
+    """
+    with tempfile.TemporaryDirectory(prefix="trial-report-") as directory:
+        built = build_report(client, parent_run_id, Path(directory))
+        client.log_artifact(parent_run_id, str(built))
+        logged = _local_artifacts(client.get_run(parent_run_id))
+        if out is None and logged is not None and (logged / REPORT_NAME).is_file():
+            return logged / REPORT_NAME
+        path = out or fallback
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, path)
+        return path
+
+
+def _local_artifacts(run: Run) -> Path | None:
+    """The run's artifact folder where it is a local path or file: URI, else None."""
+    uri = urllib.parse.urlparse(run.info.artifact_uri)
+    if uri.scheme not in ("", "file") or uri.netloc not in ("", "localhost"):
+        return None
+    return Path(urllib.request.url2pathname(uri.path))
+
+
+def log_sweep_report(client: MlflowClient, parent_run_id: str, tracking_uri: str, fallback: Path) -> Path | None:
+    """`log_report` at the end of a sweep: one that fails is a warning naming the command
+    that rebuilds it, not a failed sweep, whose results are all recorded by then."""
+    try:
+        return log_report(client, parent_run_id, fallback=fallback)
+    except Exception as error:  # whatever broke, the trials' hours of results stay a success
+        warnings.warn(
+            f"{REPORT_NAME} was not built: {first_line(error)}; "
+            f"rebuild it with: trial report {parent_run_id} --tracking-uri {tracking_uri}"
+        )
+        return None
+
+
+def report_command(
+    target: str, tracking_uri: str, out_dir: Path | None = None, *, debug: bool = False
+) -> tuple[Run, Path]:
     """Build the report of a sweep and log it on its parent run as `report.html`.
 
-    `target` is an MLflow experiment name (its newest sweep is reported) or a parent
-    run id. Returns the local path of the HTML file; without `out_dir`, a new
-    temporary folder holds it.
+    `target` is an MLflow experiment name (its newest sweep, debug or not as `debug`
+    says) or a parent run id. Returns the parent run and the report's local path:
+    `out_dir`/report.html, else the logged file where the artifacts are local, else
+    ./report-<run id>.html.
     """
     client = MlflowClient(tracking_uri=tracking_uri)
-    parent_id = resolve_target(client, target, tracking_uri)
-    out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="trial-report-"))
-    path = build_report(client, parent_id, out_dir)
-    client.log_artifact(parent_id, str(path))
-    return path
+    parent_id = resolve_target(client, target, tracking_uri, debug=debug)
+    path = log_report(
+        client,
+        parent_id,
+        fallback=Path.cwd() / f"report-{parent_id}.html",
+        out=Path(out_dir) / REPORT_NAME if out_dir is not None else None,
+    )
+    return client.get_run(parent_id), path
 
 
-def resolve_target(client: MlflowClient, target: str, tracking_uri: str) -> str:
-    """The parent run id named by `target`: an experiment (its newest sweep) or a run id."""
+def describe_parent(run: Run) -> str:
+    """One line naming the parent run a report was built from."""
+    info = run.info
+    kind = "debug sweep" if _is_debug(run) else "sweep"
+    started = datetime.fromtimestamp(info.start_time / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"{kind} {info.run_name!r}: parent run {info.run_id}, started {started}, {info.status}"
+
+
+def _is_debug(run: Run) -> bool:
+    return run.data.tags.get(DEBUG_TAG) == "true"
+
+
+def resolve_target(client: MlflowClient, target: str, tracking_uri: str, *, debug: bool = False) -> str:
+    """The parent run id named by `target`: an experiment (its newest sweep, debug ones
+    only with `debug`, others only without) or a run id, debug or not."""
     try:
         experiment = client.get_experiment_by_name(target)
     except MlflowException as error:
         raise ConfigError(f"report: cannot use tracking uri {tracking_uri!r}: {first_line(error)}") from None
     if experiment is not None and experiment.lifecycle_stage != "deleted":
-        runs = client.search_runs(
-            [experiment.experiment_id],
-            filter_string=f"tags.`{ROLE_TAG}` = 'sweep'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        if not runs:
-            raise ConfigError(
-                f"report: experiment {target!r} in {tracking_uri} has no sweep run (tag {ROLE_TAG}=sweep)"
-            )
-        return runs[0].info.run_id
+        return _newest_sweep(client, experiment.experiment_id, f"experiment {target!r} in {tracking_uri}", debug)
     try:
         run = client.get_run(target)
     except MlflowException:
@@ -751,3 +896,17 @@ def resolve_target(client: MlflowClient, target: str, tracking_uri: str) -> str:
         raise ConfigError(f"report: no experiment or run named {target!r} in {tracking_uri}")
     _check_sweep_run(run)
     return run.info.run_id
+
+
+def _newest_sweep(client: MlflowClient, experiment_id: str, where: str, debug: bool) -> str:
+    skipped = False
+    sweeps = _search_runs(client, experiment_id, f"tags.`{ROLE_TAG}` = 'sweep'", ["attributes.start_time DESC"])
+    for run in sweeps:
+        if _is_debug(run) == debug:
+            return run.info.run_id
+        skipped = True
+    if not skipped:
+        raise ConfigError(f"report: {where} has no sweep run (tag {ROLE_TAG}=sweep)")
+    if debug:
+        raise ConfigError(f"report: {where} has no debug sweep (tag {DEBUG_TAG}=true); drop --debug for its newest sweep")
+    raise ConfigError(f"report: {where} has only debug sweeps (tag {DEBUG_TAG}=true); add --debug to report the newest one")

@@ -183,6 +183,9 @@ class BalancedBatchSampler(torch.utils.data.Sampler[list[int]]):
             int(np.floor(np.round(np.max(self._sizes * total_weight / self._weights), 9))),
             n_keys * int(self._sizes.max()),
         )
+        self.epoch_samples = epoch_samples
+        """Samples in one epoch over all replicas; with drop_last=True, a batch size above
+        ``epoch_samples // num_replicas`` leaves a replica without one full batch."""
         self._n_full = epoch_samples // self.batch_size
         # Every rank must yield as many batches as the others: the plan is the
         # single-replica plan, cut (drop_last) or padded to a multiple of num_replicas.

@@ -15,7 +15,11 @@ def format_summary(config: SweepConfig, outcome: SweepOutcome) -> str:
     for split, metrics in (("valid", outcome.valid_metrics), ("test", outcome.test_metrics)):
         shown = "  ".join(f"{name.split('/', 1)[1]} {value:.4f}" for name, value in metrics.items())
         lines.append(f"  {split:<5} {shown}")
+    report = outcome.report_path or (
+        f"not built (see the warning above); rebuild: trial report {outcome.parent_run_id} --tracking-uri {outcome.tracking_uri}"
+    )
     lines += [
+        f"Report:        {report}",
         f"MLflow store:  {outcome.tracking_uri}  (experiment {config.experiment_name!r}, parent run {outcome.parent_run_id})",
         f"Open the UI:   trial ui --tracking-uri {outcome.tracking_uri}   (or: mlflow ui --backend-store-uri {outcome.tracking_uri})",
         f"Tune storage:  {outcome.experiment_path}",

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from trial.config import SweepConfig
 from trial.errors import ConfigError, first_line
-from trial.tags import ERROR_TAG, PARENT_TAG, PRUNED_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG
+from trial.tags import DEBUG_TAG, ERROR_TAG, PARENT_TAG, PRUNED_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG
 
 # Tune adds its own bookkeeping to every result; only the solver's metrics go to MLflow.
 _METRIC_PREFIXES = ("train/", "valid/")
@@ -31,12 +31,13 @@ _WORKER_TAGS = ("seeds", "nodes")
 class Tracker:
     """The sweep's MLflow experiment and parent run."""
 
-    def __init__(self, config: SweepConfig) -> None:
+    def __init__(self, config: SweepConfig, store: tuple[MlflowClient, str] | None = None) -> None:
+        """`store`: what `open_store(config)` returned, where the caller probed the store earlier."""
         self.config = config
-        self.client, self.experiment_id = _open_store(config)
+        self.client, self.experiment_id = store or open_store(config)
         self.parent_id: str | None = None
         # Set on the parent and every child, so debug sweeps filter out in the UI.
-        self.common_tags = {"debug": "true"} if config.debug else {}
+        self.common_tags = {DEBUG_TAG: "true"} if config.debug else {}
 
     def start_parent(self, extra_tags: Mapping[str, str] | None = None) -> str:
         tags = {ROLE_TAG: "sweep", "mlflow.runName": self.config.name, **self.common_tags, **(extra_tags or {})}
@@ -188,7 +189,7 @@ class TrialRunsCallback(Callback):
                 client.set_terminated(run_id, status)
 
 
-def _open_store(config: SweepConfig) -> tuple[MlflowClient, str]:
+def open_store(config: SweepConfig) -> tuple[MlflowClient, str]:
     """The client and the (found or created) experiment; an unusable store is the user's tracking.uri."""
     _probe_server(config.tracking_uri)
     try:

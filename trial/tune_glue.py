@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,13 +26,14 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from trial.config import ScalingConfig, SweepConfig
+from trial.config import ScalingConfig, SweepConfig, max_epochs
 from trial.context import RayContext, load_state
 from trial.data import SPLITS, PreparedData, open_split, prepare_data, probability_frame
 from trial.errors import ConfigError, SweepFailed, SweepInterrupted
-from trial.report import build_report
+from trial.report import REPORT_NAME, log_sweep_report
 from trial.tags import BEST_TRIAL_TAG
-from trial.tracking import Tracker
+from trial.preflight import fit_debug_batch_size, preflight
+from trial.tracking import Tracker, open_store
 from trial.worker import TrialJob, load_trained_model, predict, split_metrics, train_solver
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +108,7 @@ def build_scheduler(config: SweepConfig, pruned: set[str]) -> TrialScheduler:
         time_attr="epoch",
         metric=config.search.metric,
         mode=config.metric_mode,
-        max_t=config.solver.params["epochs"],
+        max_t=max_epochs(config.search, config.solver.params["epochs"]),
         grace_period=scheduler.grace_period,
         reduction_factor=scheduler.reduction_factor,
     )
@@ -159,6 +160,25 @@ def _trial_resources(scaling: ScalingConfig) -> dict[str, float]:
     return {"CPU": 0, "memory": 1}
 
 
+def check_cluster_fits(config: SweepConfig, *, local: bool) -> None:
+    """A trial that asks for more than the cluster has would wait for it forever: on a local
+    Ray (nothing will join it) that is an error; a cluster may still grow, so there a warning."""
+    resources = ray.cluster_resources()
+    scaling = config.scaling
+    needs = {"CPU": scaling.num_workers * scaling.cpus_per_worker, "GPU": scaling.num_workers if scaling.use_gpu else 0}
+    keys = {
+        "CPU": "scaling.num_workers x scaling.cpus_per_worker",
+        "GPU": "scaling.use_gpu with scaling.num_workers",
+    }
+    for resource, needed in needs.items():
+        has = resources.get(resource, 0)
+        if needed > has:
+            message = f"{keys[resource]}: each trial needs {needed:g} {resource}s and the Ray cluster has {has:g}"
+            if local:
+                raise ConfigError(message)
+            warnings.warn(f"{message}; trials wait until the cluster has them")
+
+
 def concurrency_cap(config: SweepConfig, cluster_cpus: float) -> int:
     """How many trials fit at once: worker groups that cannot all start would wait forever."""
     per_trial = config.scaling.num_workers * config.scaling.cpus_per_worker
@@ -188,6 +208,9 @@ class SweepOutcome:
     n_pruned: int
     n_failed: int
     optuna_study: str
+    report_path: Path | None = None
+    """Where a person opens report.html: the logged artifact where the artifact store is
+    local files, else a copy in experiment_path; None where it could not be built."""
 
 
 def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -240,19 +263,25 @@ def run_sweep(
     # Keeping one checkpoint per trial forces a state snapshot per report; with epochs
     # of a few seconds Tune warns about it every time, which buries the progress table.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    tracker = Tracker(config)  # an unreachable tracking store fails here, first
+    store = open_store(config)  # an unreachable tracking store fails here, first
     check_storage(config.storage_path)
     experiment_path = config.storage_path / config.name
     parent_id = _saved_parent_id(config, experiment_path) if resume else None
+    requested = config  # what a resume compares with: the config before it was fitted to the data
     prepared = prepare_data(config)
+    if config.debug:
+        config = fit_debug_batch_size(config, sweep_job(config, prepared))
+    preflight(config, sweep_job(config, prepared))
+    tracker = Tracker(config, store)
     if parent_id is not None:
         tracker.reopen_parent(parent_id)  # a finished or missing parent fails here, before Ray starts
     connect_ray(address)
+    check_cluster_fits(config, local=not (address or os.environ.get("RAY_ADDRESS")))
 
     if parent_id is None:
         tracker.start_parent({"trial.manifest_hash": prepared.manifest_hash})
         tracker.log_artifact(prepared.manifest_csv, "manifest")
-        _save_sweep(config, experiment_path, tracker.parent_id)
+        _save_sweep(requested, experiment_path, tracker.parent_id)
     pruned: set[str] = set()
     callback = tracker.callback(pruned)
     try:
@@ -274,7 +303,12 @@ def run_sweep(
         tracker.end_parent(status)
         raise
     tracker.end_parent("FINISHED")
-    return outcome
+    # Once the parent has ended, so the report shows its final status (MLflow takes
+    # artifacts on a finished run), and a report that fails leaves no run RUNNING.
+    report_path = log_sweep_report(
+        tracker.client, outcome.parent_run_id, config.tracking_uri, Path(outcome.experiment_path) / REPORT_NAME
+    )
+    return replace(outcome, report_path=report_path)
 
 
 def _save_sweep(config: SweepConfig, experiment_path: Path, parent_id: str) -> None:
@@ -398,9 +432,6 @@ def _finish(config: SweepConfig, tracker: Tracker, callback: Any, prepared: Prep
     if best_run is not None:
         tracker.log_metrics(best_run, test)
         tracker.client.set_tag(best_run, "trial.best", "true")
-    # Last: the report reads the best trial and its metrics back from the store.
-    with tempfile.TemporaryDirectory(prefix="trial-report-") as directory:
-        tracker.log_artifact(build_report(tracker.client, tracker.parent_id, Path(directory)))
     return SweepOutcome(
         parent_run_id=tracker.parent_id,
         best_trial_id=trial_id,

@@ -59,16 +59,7 @@ def train_solver(job: TrialJob, ctx: SolverContext) -> None:
     frame = job.data.frame()
     train, valid = open_split(job.data, "train", frame), open_split(job.data, "valid", frame)
     solver = job.make_solver()
-    keys = composite_keys(train.frame, job.data.balance) if job.data.balance else None
-    # One epoch plan for all ranks (same seed), disjoint batches per rank.
-    sampler = BalancedBatchSampler(
-        keys,
-        solver.params.batch_size,
-        num_replicas=ctx.world_size,
-        rank=ctx.world_rank,
-        seed=job.root_seed,
-        num_samples=len(train),
-    )
+    sampler = train_sampler(job, train, solver.params.batch_size, num_replicas=ctx.world_size, rank=ctx.world_rank)
 
     # 3. Build the model; DDP keeps rank 0's initial weights on every rank.
     model = solver.build_model(job.data.input_shape, job.data.num_classes).to(device)
@@ -120,6 +111,22 @@ def train_solver(job: TrialJob, ctx: SolverContext) -> None:
         ctx.report(metrics, checkpoint)
         if stop:
             break
+
+
+def train_sampler(
+    job: TrialJob, train: SplitData, batch_size: int, *, num_replicas: int, rank: int = 0, drop_last: bool = True
+) -> BalancedBatchSampler:
+    """The training split's batches: one epoch plan for all ranks (same seed), disjoint batches per rank."""
+    keys = composite_keys(train.frame, job.data.balance) if job.data.balance else None
+    return BalancedBatchSampler(
+        keys,
+        batch_size,
+        num_replicas=num_replicas,
+        rank=rank,
+        seed=job.root_seed,
+        num_samples=len(train),
+        drop_last=drop_last,
+    )
 
 
 def evaluate(solver: Solver, model: torch.nn.Module, split: SplitData, device: torch.device, *, prefix: str) -> dict[str, float]:

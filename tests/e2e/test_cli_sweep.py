@@ -111,6 +111,16 @@ def test_summary_names_best_trial_and_ui_command(sweep):
     assert f"Best trial {parents[0].data.tags['trial.best_trial_id']}" in out
     assert f"mlflow ui --backend-store-uri sqlite:///{workdir / 'mlflow.db'}" in out
     assert (workdir / "trial_runs" / "e2e").is_dir()  # Tune storage beside the MLflow store
+    # The default sqlite store keeps artifacts beside it: the summary names the logged report itself.
+    report = next(Path(line.split(maxsplit=1)[1]) for line in out.splitlines() if line.startswith("Report:"))
+    assert report == workdir / "mlruns" / parents[0].info.run_id / "artifacts" / "report.html"
+    assert report.is_file()
+
+
+def test_the_report_logged_by_the_sweep_shows_the_parent_finished(sweep, tmp_path):
+    _, _, client, parents, _ = sweep
+    page = Path(client.download_artifacts(parents[0].info.run_id, "report.html", str(tmp_path))).read_text()
+    assert "<td>status</td><td>FINISHED</td>" in page
 
 
 def test_prediction_csvs_hold_sample_columns_and_probabilities(sweep, tmp_path):
@@ -134,10 +144,35 @@ def test_debug_mode_runs_the_default_demo_small_and_tags_it(tmp_path):
     assert all(r.data.tags.get("debug") == "true" for r in runs)
     child = next(r for r in runs if r.data.tags["trial.role"] == "trial")
     assert child.data.params["epochs"] == "2" and child.data.params["data.subsample"] == "0.05"
-    manifest = next((tmp_path / "trial_runs" / "cache").glob("manifest-*.csv"))
-    frame = pd.read_csv(manifest)
-    assert 100 <= len(frame) <= 130  # 5% of 2000, at least 20 rows of the rare class
-    assert (frame["label"] == 1).sum() >= 20
+    assert all(r.data.tags["mlflow.runName"].startswith("demo-ecg-debug") for r in runs if r.data.tags["trial.role"] == "sweep")
+    assert (tmp_path / "trial_runs" / "demo-ecg-debug").is_dir() and not (tmp_path / "trial_runs" / "demo-ecg").exists()
+    # Every row was checked (the full run's manifest is cached); 5% was trained on.
+    sizes = sorted(len(pd.read_csv(path)) for path in (tmp_path / "trial_runs" / "cache").glob("manifest-*.csv"))
+    assert len(sizes) == 2 and sizes[1] == 2000
+    assert 100 <= sizes[0] <= 130  # 5% of 2000, at least 20 rows of the rare class
+    # The real sweep's --resume is not confused with the debug sweep.
+    resume = run_cli(["--resume"], tmp_path)
+    assert resume.returncode == 2
+    assert "no sweep 'demo-ecg' to resume" in resume.stderr, resume.stderr
+
+
+def test_debug_mode_works_on_a_team_dataset_the_full_run_accepts(tmp_path):
+    from tests.team_data import team_data
+
+    labels = team_data(tmp_path / "data")  # 400 rows: its 5% sample holds less than one batch of 64
+    config = {
+        "name": "team",
+        "data": {"labels": str(labels), "stratify": ["label", "hos"], "group": "patient_id", "balance": ["label", "age_group"]},
+        "solver": {"name": "ecg_cnn1d", "params": {"epochs": 3, "batch_size": 64, "channels": 4}},
+        "search": {"metric": "valid/auroc", "scheduler": {"type": "asha", "grace_period": 3}, "space": {"lr": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}}},
+    }
+    (tmp_path / "team.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli(["--config", "team.yaml", "--debug", "--quiet"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("trial: warning: ")]
+    assert any("debug: solver.params.batch_size lowered from 64 to " in line for line in warnings), result.stderr[-3000:]
+    assert any("search.scheduler.grace_period=3 lowered to 2" in line for line in warnings), result.stderr[-3000:]
+    assert "Best trial" in result.stdout
 
 
 def test_manifest_command_prints_path_and_split_shares(tmp_path):

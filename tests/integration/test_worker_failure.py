@@ -3,16 +3,12 @@ exactly as an uninterrupted trial with the same seed, in one child run, each epo
 from __future__ import annotations
 
 import copy
-import json
-import os
-import signal
 import threading
-import time
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.trial_processes import kill_trial_process, results
 from trial.config import resolve
 from trial.tune_glue import run_sweep
 
@@ -28,24 +24,6 @@ def one_trial(raw: dict, name: str):
     # One fixed value: both sweeps train the very same trial.
     raw["search"].update(num_samples=1, max_concurrent=1, space={"lr": {"type": "choice", "values": [0.003]}})
     return resolve(raw)
-
-
-def results(experiment: Path) -> list[dict]:
-    """Every result Tune wrote for the sweep's one trial (each carries the trial process's pid)."""
-    # Only whole lines: Tune may be writing the last one.
-    lines = [line for path in experiment.glob("*/result.json") for line in path.read_text().split("\n")[:-1]]
-    return [json.loads(line) for line in lines]
-
-
-def kill_trial_process(experiment: Path, at_epoch: int, killed: list[int]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        reported = [r for r in results(experiment) if r["epoch"] >= at_epoch]
-        if reported:
-            os.kill(reported[0]["pid"], signal.SIGKILL)
-            killed.append(reported[0]["pid"])
-            return
-        time.sleep(0.05)
 
 
 def child_run(client: MlflowClient, parent_run_id: str):

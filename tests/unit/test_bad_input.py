@@ -93,7 +93,9 @@ def test_good_user_data_passes_the_checks(user_data, tmp_path, capsys, monkeypat
         ("unexpected_label", {"classes": [0, 1]}, "column 'label' has values not in data.classes [0, 1]: 2 (1 rows)"),
     ],
 )
-def test_bad_data_is_one_line_exit_2(user_data, tmp_path, capsys, change, data, expected):
+@pytest.mark.parametrize("debug", [False, True], ids=["full", "debug"])
+def test_bad_data_is_one_line_exit_2(user_data, tmp_path, capsys, change, data, expected, debug):
+    # --debug trains on a sample but must refuse whatever the full run refuses.
     labels = labels_of(user_data)
     if change == "nan_label":
         labels.loc[4, "label"] = np.nan
@@ -125,7 +127,7 @@ def test_bad_data_is_one_line_exit_2(user_data, tmp_path, capsys, change, data, 
     if not Path(data["labels"]).is_absolute():
         data["labels"] = str(tmp_path / data["labels"])
 
-    code, err = run(tmp_path, capsys, data)
+    code, err = run(tmp_path, capsys, data, debug=debug)
 
     assert code == 2
     assert len(err) == 1 and err[0].startswith("trial: error: "), err

@@ -1,9 +1,14 @@
 """The sweep report, built from a small real MLflow store written the way a sweep writes it."""
 from __future__ import annotations
 
+import base64
+import json
+import re
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -15,7 +20,17 @@ from plotly.offline import get_plotlyjs
 
 from trial.errors import ConfigError, DataError
 from trial.metrics import METRIC_NAMES, classification_metrics
-from trial.report import build_report, build_study, load_sweep, metrics_by_value, report_command
+from trial.cli import main
+from trial.report import (
+    build_report,
+    build_study,
+    load_sweep,
+    log_report,
+    log_sweep_report,
+    metrics_by_value,
+    report_command,
+    resolve_target,
+)
 
 HEADINGS = (
     "1. Optimization history and parameter importance",
@@ -50,7 +65,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowClient, str]:
 
 def _experiment(client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment:
+        return experiment.experiment_id
+    # As tracking.py creates a sweep's experiment: artifacts in mlruns/ beside the sqlite file,
+    # not in the working directory the tests run from.
+    return client.create_experiment(name, artifact_location=_mlruns(client).as_uri())
+
+
+def _mlruns(client: MlflowClient) -> Path:
+    return Path(client.tracking_uri.removeprefix("sqlite:///")).parent / "mlruns"
 
 
 def _manifest(classes: list[int], rng: np.random.Generator, n: int = 300) -> pd.DataFrame:
@@ -100,11 +123,14 @@ def make_sweep(
     predictions: bool = True,
     nested: bool = False,
     seed: int = 0,
+    debug: bool = False,
 ) -> str:
     """A parent run and its child runs, as tune_glue and tracking write them; returns the parent id."""
     rng = np.random.default_rng(seed)
     experiment_id = _experiment(client, experiment)
-    parent = client.create_run(experiment_id, run_name=experiment, tags={"trial.role": "sweep"}).info.run_id
+    common_tags = {"debug": "true"} if debug else {}
+    run_name = f"{experiment}-debug" if debug else experiment
+    parent = client.create_run(experiment_id, run_name=run_name, tags={"trial.role": "sweep", **common_tags}).info.run_id
     client.log_text(parent, yaml.safe_dump(_config(experiment, space), sort_keys=False), "config.yaml")
     client.log_param(parent, "search.metric", "valid/auroc")
     manifest = _manifest(classes, rng)
@@ -122,7 +148,7 @@ def make_sweep(
             client.log_artifacts(parent, str(folder / "predictions"), "predictions")
 
     for trial_id, status, lr, channels, dropout, history in trials:
-        tags = {"mlflow.parentRunId": parent, "trial.role": "trial", "trial.trial_id": trial_id}
+        tags = {"mlflow.parentRunId": parent, "trial.role": "trial", "trial.trial_id": trial_id, **common_tags}
         run = client.create_run(experiment_id, run_name=trial_id, tags=tags).info.run_id
         for key, value in {"lr": lr, "channels": channels, "dropout": dropout, "search.metric": "valid/auroc"}.items():
             client.log_param(run, key, str(value))
@@ -161,6 +187,36 @@ def multiclass_report(store, tmp_path_factory) -> tuple[str, str]:
     return parent, build_report(client, parent, tmp_path / "out").read_text(encoding="utf-8")
 
 
+def figures(page: str) -> dict[str, dict[str, Any]]:
+    """Each figure on the page as plotly.js receives it ({data, layout}), by its title."""
+    decoder = json.JSONDecoder()
+    body = page[page.index("</head>") :]  # the embedded plotly.js library is in the head
+    found = {}
+    for call in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*', body):
+        data, end = decoder.raw_decode(body, call.end())
+        layout, _ = decoder.raw_decode(body, re.compile(r",\s*").match(body, end).end())
+        found[layout["title"]["text"]] = {"data": [_plain(trace) for trace in data], "layout": layout}
+    return found
+
+
+def _plain(trace: dict[str, Any]) -> dict[str, Any]:
+    """x and y as lists: plotly writes numpy arrays as base64 typed arrays."""
+    trace = dict(trace)
+    for key in ("x", "y"):
+        value = trace.get(key)
+        if isinstance(value, dict) and "bdata" in value:
+            trace[key] = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return trace
+
+
+def _traces(figure: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {trace["name"]: trace for trace in figure["data"]}
+
+
+HISTORY = "Optimization history: valid/auroc of every trial"
+CURVES = "valid/auroc per epoch (pruned trials stop early)"
+
+
 # -- the page -------------------------------------------------------------------------------
 
 
@@ -177,11 +233,79 @@ def test_figures_per_section(binary_report) -> None:
     # 1: history, learning curves, importance; 2: label, hos, label x hos;
     # 3: confusion, ROC, reliability on test and on valid; 4: hos, age_group.
     assert page.count(FIGURE_DIV) == 3 + 3 + 6 + 2
-    assert page.count("Optimization History Plot") == 1
+    assert {HISTORY, CURVES} <= set(figures(page))
     assert page.count("Hyperparameter Importances") == 1
     assert "Confusion matrix (test)" in page and "Confusion matrix (valid)" in page
     assert "ROC (test, positive class 1)" in page
     assert "Reliability (test): ECE = " in page
+
+
+def test_the_overview_shows_the_parents_status_as_mlflow_spells_it(binary_report) -> None:
+    _, page = binary_report
+    assert "<td>status</td><td>FINISHED</td>" in page
+
+
+def test_history_shows_every_trial_marked_by_its_status(binary_report) -> None:
+    # TRIALS by hand: #0 completed, best epoch 0.75; #1 completed, best 0.82; #2 pruned,
+    # last reported 0.58; #3 failed (error), last reported 0.50.
+    figure = figures(binary_report[1])[HISTORY]
+    traces = _traces(figure)
+    assert list(traces) == [
+        "completed",
+        "pruned (last reported value)",
+        "error (last reported value)",
+        "best so far (completed)",
+    ]
+    assert (traces["completed"]["x"], traces["completed"]["y"]) == ([0, 1], [0.75, 0.82])
+    assert (traces["pruned (last reported value)"]["x"], traces["pruned (last reported value)"]["y"]) == ([2], [0.58])
+    assert (traces["error (last reported value)"]["x"], traces["error (last reported value)"]["y"]) == ([3], [0.50])
+    assert traces["best so far (completed)"]["y"] == [0.75, 0.82]
+    symbols = [traces[name]["marker"]["symbol"] for name in list(traces)[:3]]
+    colours = [traces[name]["marker"]["color"] for name in list(traces)[:3]]
+    assert len(set(symbols)) == 3 and len(set(colours)) == 3
+    assert figure["layout"]["yaxis"]["title"]["text"] == "valid/auroc"
+    assert figure["layout"]["xaxis"]["title"]["text"] == "trial # (start order)"
+    assert figure["layout"]["showlegend"] is True
+
+
+def test_learning_curves_name_each_trial_and_the_metric(binary_report) -> None:
+    figure = figures(binary_report[1])[CURVES]
+    traces = _traces(figure)
+    assert list(traces) == [
+        "abc_00000 (completed)",
+        "abc_00001 (completed)",
+        "abc_00002 (pruned)",
+        "abc_00003 (error)",
+    ]
+    assert [traces[name]["x"] for name in traces] == [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2], [1]]
+    assert traces["abc_00002 (pruned)"]["y"] == [0.55, 0.58]
+    assert figure["layout"]["yaxis"]["title"]["text"] == "valid/auroc"
+    assert figure["layout"]["xaxis"]["title"]["text"] == "epoch"
+    assert figure["layout"]["showlegend"] is True and figure["layout"]["legend"]["title"]["text"] == "trial"
+
+
+def test_a_mostly_pruned_sweep_plots_every_trial_with_a_value(store, tmp_path: Path) -> None:
+    # The demo's case: ASHA pruned 6 of 8 trials. One more failed before any epoch.
+    trials = (
+        ("d_00000", "pruned", 1e-3, 8, 0.0, [0.60]),
+        ("d_00001", "completed", 2e-3, 8, 0.0, [0.62, 0.71, 0.69]),
+        ("d_00002", "pruned", 3e-3, 8, 0.0, [0.58]),
+        ("d_00003", "pruned", 4e-3, 8, 0.0, [0.61, 0.64]),
+        ("d_00004", "pruned", 5e-3, 8, 0.0, [0.55]),
+        ("d_00005", "completed", 6e-3, 8, 0.0, [0.66, 0.77, 0.79]),
+        ("d_00006", "pruned", 7e-3, 8, 0.0, [0.57]),
+        ("d_00007", "pruned", 8e-3, 8, 0.0, [0.63, 0.62]),
+        ("d_00008", "error", 9e-3, 8, 0.0, []),
+    )
+    client, _ = store
+    page = build_report(client, make_sweep(client, tmp_path, "mostly-pruned", trials=trials), tmp_path).read_text()
+    traces = _traces(figures(page)[HISTORY])
+    assert traces["completed"]["x"] == [1, 5] and traces["completed"]["y"] == [0.71, 0.79]
+    pruned = traces["pruned (last reported value)"]
+    assert pruned["x"] == [0, 2, 3, 4, 6, 7] and pruned["y"] == [0.60, 0.58, 0.64, 0.55, 0.57, 0.62]
+    assert "error (last reported value)" not in traces
+    assert "Not in the optimization history, no finite valid/auroc: d_00008 (error)." in page
+    assert len(_traces(figures(page)[CURVES])) == 8
 
 
 def test_every_trial_is_listed_with_its_status(binary_report) -> None:
@@ -267,7 +391,7 @@ def test_importance_needs_two_trials_and_a_param(store, tmp_path: Path, trials, 
     page = build_report(client, parent, tmp_path).read_text()
     assert note in page
     assert "Hyperparameter Importances" not in page
-    assert "Optimization History Plot" in page
+    assert HISTORY in figures(page)
 
 
 def test_a_sweep_without_predictions_still_reports(store, tmp_path: Path) -> None:
@@ -303,23 +427,114 @@ def _artifacts(client: MlflowClient, run_id: str) -> list[str]:
     return [info.path for info in client.list_artifacts(run_id)]
 
 
+def _logged_report(client: MlflowClient, parent: str) -> Path:
+    """Where MLflow keeps a run's artifacts under an experiment's artifact location: <location>/<run id>/artifacts."""
+    return _mlruns(client) / parent / "artifacts" / "report.html"
+
+
 def test_report_command_by_experiment_takes_the_newest_sweep(store, tmp_path: Path) -> None:
     client, uri = store
     older = make_sweep(client, tmp_path, "by-name")
     newer = make_sweep(client, tmp_path, "by-name", seed=3)
-    path = report_command("by-name", uri, tmp_path / "out")
+    parent, path = report_command("by-name", uri, tmp_path / "out")
+    assert parent.info.run_id == newer
     assert path == tmp_path / "out" / "report.html" and path.is_file()
     assert "report.html" in _artifacts(client, newer)
     assert "report.html" not in _artifacts(client, older)
     assert newer in path.read_text()
 
 
-def test_report_command_by_run_id(store, tmp_path: Path) -> None:
+def test_report_command_by_run_id_returns_the_logged_file(store, tmp_path: Path, monkeypatch) -> None:
     client, uri = store
     parent = make_sweep(client, tmp_path, "by-id")
-    path = report_command(parent, uri)
-    assert path.is_file() and path.name == "report.html"
-    assert "report.html" in _artifacts(client, parent)
+    monkeypatch.chdir(tmp_path)
+    run, path = report_command(parent, uri)
+    # A sqlite store's artifacts are local files: the logged report itself is the path to
+    # open, nothing else is written (no temporary folder, no copy in the working directory).
+    assert run.info.run_id == parent
+    assert path == _logged_report(client, parent) and path.is_file()
+    assert parent in path.read_text()
+    assert not list(tmp_path.glob("report*.html"))
+
+
+def test_log_report_writes_out_where_asked(store, tmp_path: Path) -> None:
+    client, _ = store
+    parent = make_sweep(client, tmp_path, "out-given")
+    path = log_report(client, parent, fallback=tmp_path / "fallback.html", out=tmp_path / "here" / "mine.html")
+    assert path == tmp_path / "here" / "mine.html"
+    assert path.read_text() == _logged_report(client, parent).read_text()
+    assert not (tmp_path / "fallback.html").exists()
+
+
+def test_a_report_that_fails_at_the_end_of_a_sweep_is_a_warning(store, tmp_path: Path) -> None:
+    client, uri = store
+    parent = make_sweep(client, tmp_path, "broken")
+    _logged_report(client, parent).with_name("config.yaml").unlink()  # e.g. an artifact store that lost a file
+    with pytest.warns(UserWarning) as caught:
+        path = log_sweep_report(client, parent, uri, tmp_path / "fallback.html")
+    assert path is None
+    assert [str(warning.message) for warning in caught] == [
+        f"report.html was not built: report: run {parent} has no config.yaml artifact; was it started by "
+        f"`trial run`?; rebuild it with: trial report {parent} --tracking-uri {uri}"
+    ]
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert "report.html" not in _artifacts(client, parent) and not (tmp_path / "fallback.html").exists()
+
+
+def test_cli_report_names_the_parent_run_then_prints_the_path_last(store, tmp_path: Path, monkeypatch, capsys) -> None:
+    client, uri = store
+    parent = make_sweep(client, tmp_path, "cli-lines")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "cli-lines", "--tracking-uri", uri]) == 0
+    run = client.get_run(parent)
+    started = datetime.fromtimestamp(run.info.start_time / 1000).astimezone()
+    assert capsys.readouterr().out.splitlines() == [
+        f"sweep 'cli-lines': parent run {parent}, started {started:%Y-%m-%d %H:%M:%S %Z}, FINISHED",
+        str(_logged_report(client, parent)),
+    ]
+
+
+# -- debug sweeps ---------------------------------------------------------------------------------
+
+
+def test_an_experiments_debug_sweeps_are_skipped_unless_asked(store, tmp_path: Path) -> None:
+    client, uri = store
+    older_debug = make_sweep(client, tmp_path, "with-debug", debug=True)
+    real = make_sweep(client, tmp_path, "with-debug", seed=1)
+    newest_debug = make_sweep(client, tmp_path, "with-debug", debug=True, seed=2)
+    assert older_debug != newest_debug
+    assert resolve_target(client, "with-debug", uri) == real
+    assert resolve_target(client, "with-debug", uri, debug=True) == newest_debug
+    # A run id names its run, whatever its tag.
+    assert resolve_target(client, older_debug, uri) == older_debug
+    assert resolve_target(client, real, uri, debug=True) == real
+
+
+def test_only_debug_sweeps_is_one_line_suggesting_debug(store, tmp_path: Path, monkeypatch, capsys) -> None:
+    client, uri = store
+    parent = make_sweep(client, tmp_path, "only-debug", debug=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "only-debug", "--tracking-uri", uri]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"trial: error: report: experiment 'only-debug' in {uri} has only debug sweeps (tag debug=true); "
+        "add --debug to report the newest one\n"
+    )
+    assert main(["report", "only-debug", "--tracking-uri", uri, "--debug"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"debug sweep 'only-debug-debug': parent run {parent}, started ")
+    assert lines[1] == str(_logged_report(client, parent))
+
+
+def test_debug_without_debug_sweeps_is_an_error(store, tmp_path: Path) -> None:
+    client, uri = store
+    make_sweep(client, tmp_path, "no-debug")
+    with pytest.raises(ConfigError) as error:
+        resolve_target(client, "no-debug", uri, debug=True)
+    assert str(error.value) == (
+        f"report: experiment 'no-debug' in {uri} has no debug sweep (tag debug=true); drop --debug for its newest sweep"
+    )
 
 
 def test_unknown_target_is_one_clear_line(store) -> None:
