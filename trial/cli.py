@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="rebuild a sweep's HTML report from the MLflow store",
-        description="Rebuild the HTML report of a sweep (an experiment's newest sweep, or a parent run id) "
-        "from the MLflow store, log it on the parent run as report.html and print its path.",
+        description="Rebuild the HTML report of a sweep (an experiment's newest sweep, debug sweeps skipped, "
+        "or a parent run id) from the MLflow store, log it on the parent run as report.html, and print "
+        "which parent run it was built from, then its path (the last line).",
     )
     report.add_argument("target", metavar="EXPERIMENT_OR_RUN_ID")
     report.add_argument(
@@ -87,19 +88,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
     )
-    report.add_argument("--out", type=Path, default=None, help="folder for report.html (default: a temporary folder)")
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for report.html (default: the logged artifact itself where the store keeps artifacts "
+        "as local files, as a sqlite store does; else ./report-<run id>.html)",
+    )
+    report.add_argument(
+        "--debug",
+        action="store_true",
+        help="report the experiment's newest debug sweep (tag debug=true) instead",
+    )
     report.set_defaults(handler=_report)
 
     nni = commands.add_parser(
         "import-nni",
-        help="convert an NNI search space (and experiment config) into a sweep config",
-        description="Convert NNI's search_space.json (and optionally its experiment config.yml: trialConcurrency, "
-        "maxTrialNumber, tuner) into a search_spaces/ YAML. Every NNI type with an Optuna counterpart maps; "
-        "normal and qnormal become bounded ranges with a warning; the rest are errors naming the type.",
+        help="convert an NNI experiment (config.yml, search_space.json) into a sweep config",
+        description="Convert an NNI experiment into a search_spaces/ YAML: its config.yml alone (NNI v1 or v2; the "
+        "space is its searchSpaceFile / searchSpacePath or inline searchSpace), its search_space.json alone, or "
+        "both. trialConcurrency, maxTrialNumber and the tuner or advisor carry over, what has no counterpart is "
+        "named in a warning. Search space types keep the values NNI draws; normal and qnormal become "
+        "bounded ranges with a warning; the rest (lognormal, nested choices, a custom tuner's format) are errors "
+        "naming the key.",
     )
-    nni.add_argument("search_space", type=Path, metavar="SEARCH_SPACE_JSON")
-    nni.add_argument("experiment", type=Path, nargs="?", default=None, metavar="CONFIG_YML")
-    nni.add_argument("-o", "--out", type=Path, default=None, help="where to write (default: search_spaces/<space file's folder name>.yaml)")
+    nni.add_argument("nni_file", type=Path, metavar="NNI_FILE", help="NNI's config.yml, or its search_space.json")
+    nni.add_argument(
+        "experiment", type=Path, nargs="?", default=None, metavar="CONFIG_YML", help="after a search_space.json: the config.yml"
+    )
+    nni.add_argument("-o", "--out", type=Path, default=None, help="where to write (default: search_spaces/<first file's folder name>.yaml)")
     nni.add_argument("--solver", default="ecg_cnn1d", help="solver whose params the space searches (default: ecg_cnn1d)")
     nni.add_argument("--dataset", default="demo_ecg", help="built-in dataset to start from; edit data: for your own (default: demo_ecg)")
     nni.add_argument("--metric", default="valid/auroc", help="the metric NNI's trials reported (default: valid/auroc)")
@@ -163,17 +180,20 @@ def _manifest(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from trial.config import default_tracking_uri
-    from trial.report import report_command
+    from trial.report import describe_parent, report_command
 
-    print(report_command(args.target, args.tracking_uri or default_tracking_uri(), args.out))
+    parent, path = report_command(args.target, args.tracking_uri or default_tracking_uri(), args.out, debug=args.debug)
+    print(describe_parent(parent))
+    print(path)  # last: scripts read it
     return 0
 
 
 def _import_nni(args: argparse.Namespace) -> int:
     from trial.nni import import_nni
 
-    out = args.out or Path("search_spaces") / f"{args.search_space.resolve().parent.name}.yaml"
-    print(import_nni(args.search_space, args.experiment, out, solver=args.solver, dataset=args.dataset, metric=args.metric))
+    paths = [args.nni_file] + ([args.experiment] if args.experiment else [])
+    out = args.out or Path("search_spaces") / f"{args.nni_file.resolve().parent.name}.yaml"
+    print(import_nni(paths, out, solver=args.solver, dataset=args.dataset, metric=args.metric))
     return 0
 
 
