@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trial", description="Hyperparameter sweeps of PyTorch solvers on Ray Tune + Optuna, tracked in MLflow.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="run a sweep", description="Run a sweep: Ray Tune + Optuna over search.space, one MLflow child run per trial.")
+    run = commands.add_parser("run", help="run a sweep", description="Run a sweep: a pre-flight check of the solver on the real data (before Ray starts), then "
+        "Ray Tune + Optuna over search.space, one MLflow child run per trial.")
     _config_args(run)
     run.add_argument(
         "--address",
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--debug",
         action="store_true",
-        help="check the set-up in seconds: a stratified 5%% of the data, 2 epochs, 2 trials, runs tagged debug",
+        help="check the set-up: every row and file checked as the full run checks them, then a stratified 5%% of "
+        "the data trained for 2 epochs in 2 trials (batch size lowered to what it holds); the sweep is named "
+        "<name>-debug, its runs tagged debug",
     )
     run.add_argument(
         "--resume",

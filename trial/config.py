@@ -227,8 +227,9 @@ class SweepConfig(_Section):
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     debug: bool = False
-    """A set-up check in seconds: a stratified 5% of the data (data.subsample), at most
-    2 epochs and 2 trials; every run is tagged `debug`."""
+    """A set-up check: every row and file checked as the full run checks them, then a
+    stratified 5% of the data (data.subsample) trained for at most 2 epochs in 2 trials;
+    the sweep is named `<name>-debug` and every run is tagged `debug`."""
     storage: str | None = None
     """Tune storage (checkpoints, experiment state) and the data cache; default:
     a `trial_runs` folder beside the MLflow sqlite store (or the working directory)."""
