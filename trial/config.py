@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Mapping, Sequence, get_args, get_ori
 
 import optuna
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from trial.errors import ConfigError, first_line
 from trial.nni import nni_distribution
@@ -220,6 +220,7 @@ class TrackingConfig(_Section):
 
 class SweepConfig(_Section):
     name: str = Field(min_length=1)
+    """The sweep's folder in Tune's storage, its MLflow run name and default experiment."""
     seed: int = Field(42, ge=0, lt=2**32)
     data: DataConfig
     solver: SolverConfig
@@ -233,6 +234,14 @@ class SweepConfig(_Section):
     storage: str | None = None
     """Tune storage (checkpoints, experiment state) and the data cache; default:
     a `trial_runs` folder beside the MLflow sqlite store (or the working directory)."""
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        # Tune keeps the sweep in storage/<name>: a separator would nest it, '..' escape it.
+        if name in (".", "..") or any(sep in name for sep in ("/", "\\", "\0")):
+            raise ValueError(f"{name!r} names the sweep's folder in Tune's storage; use no '/', '\\' or '..'")
+        return name
 
     # -- derived values, one place each ----------------------------------------
 

@@ -81,6 +81,10 @@ def test_demo_config_resolves_with_dataset_and_solver_defaults():
         ("scaling.num_workers", 0, "scaling.num_workers: must be greater than or equal to 1"),
         ("scaling.use_gpu", "yes please", "scaling.use_gpu: must be a valid boolean"),
         ("tracking", "sqlite", "tracking: must be a valid dictionary or instance of TrackingConfig"),
+        ("name", "team/ecg", "name: 'team/ecg' names the sweep's folder in Tune's storage; use no '/'"),
+        ("name", "..", "name: '..' names the sweep's folder"),
+        ("search.space.lr", {"type": "uniform", "low": 0.1, "high": 0.9, "log": True, "step": 0.1}, "search.space.lr: Optuna refuses this range: "),
+        ("search.space.lr", {"type": "choice", "values": [[0.1], [0.2]]}, "search.space.lr: choice values must be numbers, text, true/false or null, got [0.1]"),
     ],
 )
 def test_config_errors_name_the_key(path, value, expected):
