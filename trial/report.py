@@ -515,11 +515,16 @@ def _history_figure(sweep: Sweep, by_status: Mapping[str, list[tuple[int, TrialR
         )
     fig.update_layout(
         title=f"Optimization history: {sweep.metric} of every trial",
-        xaxis={"title": "trial # (start order)", "rangemode": "tozero"},
+        xaxis={"title": "trial # (start order)", "rangemode": "tozero", **_whole_number_ticks(len(sweep.trials))},
         yaxis_title=sweep.metric,
         showlegend=True,
     )
     return fig
+
+
+def _whole_number_ticks(count: int) -> dict[str, int]:
+    """Axis ticks on whole numbers (trial numbers, epochs), about ten of them at most."""
+    return {"tick0": 0, "dtick": max(1, math.ceil(count / 10))}
 
 
 def _finite_history(trial: TrialRecord) -> list[tuple[int, float]]:
@@ -543,7 +548,7 @@ def _learning_curves_figure(sweep: Sweep) -> go.Figure:
         )
     fig.update_layout(
         title=f"{sweep.metric} per epoch (pruned trials stop early)",
-        xaxis_title="epoch",
+        xaxis={"title": "epoch", **_whole_number_ticks(max((len(trial.history) for trial in sweep.trials), default=1))},
         yaxis_title=sweep.metric,
         legend_title_text="trial",
         showlegend=True,  # plotly hides the legend of a single line, and with it the trial's id
