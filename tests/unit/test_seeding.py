@@ -4,15 +4,18 @@ from __future__ import annotations
 import os
 import random
 import socket
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+import torch.distributed.nn  # noqa: F401  (must precede init_process_group: see _ddp_rank)
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
+from trial.context import LocalContext
 from trial.seeding import dataloader_worker_init, seed_everything, torch_generator, worker_seed
 
 
@@ -94,31 +97,45 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _gather_draws(ctx: LocalContext) -> dict[str, list[torch.Tensor]]:
+    """Every rank's initial parameters, DDP's parameters, a dropout mask and a draw."""
+    # Seeded as train_solver seeds a TorchTrainer worker: from its context's seed.
+    seed_everything(ctx.seed)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Dropout(0.5), torch.nn.Linear(32, 1))
+    before = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    ddp = DistributedDataParallel(model)
+    ddp.train()
+    tensors = {
+        "before": before,
+        "after": torch.nn.utils.parameters_to_vector(ddp.module.parameters()).detach(),
+        "dropout_mask": (ddp.module[1](torch.ones(256)) != 0).float(),
+        "rand": torch.rand(8),
+    }
+    gathered = {}
+    for name, tensor in tensors.items():
+        gathered[name] = [torch.empty_like(tensor) for _ in range(ctx.world_size)]
+        dist.all_gather(gathered[name], tensor)
+    return gathered
+
+
 def _ddp_rank(rank: int, world_size: int, port: int, out: Path) -> None:
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    group = weakref.ref(dist.group.WORLD)
     try:
-        seed_everything(worker_seed(42, rank))
-        torch.set_num_threads(1)
-        model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Dropout(0.5), torch.nn.Linear(32, 1))
-        before = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
-        ddp = DistributedDataParallel(model)
-        ddp.train()
-        tensors = {
-            "before": before,
-            "after": torch.nn.utils.parameters_to_vector(ddp.module.parameters()).detach(),
-            "dropout_mask": (ddp.module[1](torch.ones(256)) != 0).float(),
-            "rand": torch.rand(8),
-        }
-        gathered = {}
-        for name, tensor in tensors.items():
-            gathered[name] = [torch.empty_like(tensor) for _ in range(world_size)]
-            dist.all_gather(gathered[name], tensor)
+        # DDP, which holds the group, is gone once this returns.
+        gathered = _gather_draws(LocalContext(root_seed=42, world_rank=rank, world_size=world_size))
         if rank == 0:
             torch.save(gathered, out)
-        # Both ranks leave together: gloo can abort a rank whose peer tears down mid-exchange.
-        dist.barrier()
     finally:
         dist.destroy_process_group()
+    # destroy_process_group only drops c10d's own references (gloo's shutdown does nothing):
+    # the group and its gloo threads die with the last reference. One kept past this point
+    # leaves those threads running into interpreter shutdown, where one taking the GIL to
+    # free a tensor aborts the rank (SIGABRT, "terminate called without an active exception").
+    # torch.distributed.nn, which DDP imports on first use, keeps the group in its functions'
+    # `group=group.WORLD` defaults if imported after init_process_group: hence its import above.
+    assert group() is None, "the process group outlived destroy_process_group"
 
 
 def test_ddp_ranks_share_parameters_but_not_random_streams(tmp_path):
