@@ -5,11 +5,29 @@ import copy
 import warnings
 from pathlib import Path
 
+import optuna
 import pytest
+import yaml
 from pydantic import ValidationError
 
+import solvers.base
+from solvers import get_solver
+
 from trial.cli import main
-from trial.config import apply_overrides, load_config, read_yaml, resolve
+from trial.config import (
+    DataConfig,
+    Distribution,
+    HoldoutSplit,
+    KFoldSplit,
+    SchedulerConfig,
+    SweepConfig,
+    _describe,
+    _model_at,
+    apply_overrides,
+    load_config,
+    read_yaml,
+    resolve,
+)
 from trial.errors import ConfigError
 
 BASE = {
@@ -242,3 +260,372 @@ def test_credentials_in_the_tracking_uri_are_never_logged():
     assert config.tracking_uri == "https://alice:s3cret@mlflow.example.org:8443/"  # still used to connect
     assert config.flat_params()["tracking.uri"] == "https://***@mlflow.example.org:8443/"
     assert "s3cret" not in config.to_yaml() and "alice" not in config.to_yaml()
+
+
+# -- edges the checks above leave open (each case found by mutation testing) ------------
+
+
+def _resolved(**changes) -> SweepConfig:
+    raw = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        _set(raw, path.replace("__", "."), value)
+    return resolve(raw)
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ({"type": "uniform", "low": 0.5, "high": 0.5}, "search.space.lr: low must be < high, got low=0.5, high=0.5"),
+        ({"type": "uniform", "low": 0.1, "high": float("inf")}, "search.space.lr: low and high must be finite numbers"),
+        ({"type": "uniform", "low": float("-inf"), "high": 0.1}, "search.space.lr: low and high must be finite numbers"),
+        ({"type": "uniform", "low": 0.0, "high": 0.5, "log": True}, "search.space.lr: a log scale needs low > 0, got low=0.0"),
+        ({"type": "loguniform", "low": -1.0, "high": 0.5}, "search.space.lr: a log scale needs low > 0, got low=-1.0"),
+        ({"type": "int", "low": 1, "high": 4.5}, "search.space.lr: int bounds must be whole numbers, got low=1.0, high=4.5"),
+        ({"type": "uniform", "high": 0.5}, "search.space.lr: uniform needs `low` and `high`"),
+        ({"type": "uniform", "low": 0.1, "high": 0.5, "step": 0}, "search.space.lr.step: must be greater than 0, got 0 (int)"),
+        ({"type": "uniform", "low": [0.1], "high": 0.5}, "search.space.lr.low: must be a valid number, got [0.1] (list)"),
+        ({"type": "choice", "values": [1, {"a": 1}]}, "search.space.lr: choice values must be numbers, text, true/false or null, got {'a': 1}"),
+    ],
+)
+def test_distribution_edges_are_refused_with_their_message(spec, expected):
+    with pytest.raises(ConfigError) as error:
+        resolve(with_change("search.space.lr", spec))
+    assert str(error.value) == expected
+
+
+def test_distributions_map_onto_the_optuna_distributions_of_their_range():
+    optuna_ = optuna.distributions
+    cases = [
+        ({"type": "int", "low": 1, "high": 9}, optuna_.IntDistribution(1, 9, log=False, step=1), [1, 9], False),
+        ({"type": "int", "low": 0, "high": 8, "step": 2}, optuna_.IntDistribution(0, 8, log=False, step=2), [0, 8], False),
+        ({"type": "int", "low": 1, "high": 8, "log": True}, optuna_.IntDistribution(1, 8, log=True, step=1), [1, 8], True),
+        ({"type": "uniform", "low": 0.1, "high": 0.5}, optuna_.FloatDistribution(0.1, 0.5, log=False), [0.1, 0.5], False),
+        ({"type": "uniform", "low": 0, "high": 1, "step": 0.25}, optuna_.FloatDistribution(0, 1, step=0.25), [0.0, 1.0], False),
+        ({"type": "loguniform", "low": 1e-4, "high": 1e-2}, optuna_.FloatDistribution(1e-4, 1e-2, log=True), [1e-4, 1e-2], True),
+        ({"type": "uniform", "low": 1e-4, "high": 1e-2, "log": True}, optuna_.FloatDistribution(1e-4, 1e-2, log=True), [1e-4, 1e-2], True),
+        ({"type": "choice", "values": ["a", None, True, 2, 0.5]}, optuna_.CategoricalDistribution(["a", None, True, 2, 0.5]), ["a", None, True, 2, 0.5], False),
+    ]
+    for spec, distribution, extremes, is_log in cases:
+        parsed = Distribution.model_validate(spec)
+        assert parsed.to_optuna() == distribution, spec
+        assert parsed.extremes == extremes and [type(v) for v in parsed.extremes] == [type(v) for v in extremes], spec
+        assert parsed.is_log is is_log, spec
+
+
+@pytest.mark.parametrize(
+    "split, expected",
+    [
+        ({"folds": 3}, KFoldSplit(folds=3, fold=0, test=0.15)),
+        ({"folds": 4, "fold": 3, "test": 0.2}, KFoldSplit(folds=4, fold=3, test=0.2)),
+        ({}, HoldoutSplit(valid=0.15, test=0.15)),
+        ({"valid": 0.5, "test": 0.49}, HoldoutSplit(valid=0.5, test=0.49)),
+    ],
+)
+def test_the_split_s_keys_choose_its_kind(split, expected):
+    assert _resolved(data__split=split).data.split == expected
+
+
+@pytest.mark.parametrize(
+    "split, expected",
+    [
+        ({"fold": 1}, "data.split.folds: required key is missing"),
+        ({"valid": 0.5, "test": 0.5}, "data.split: valid + test must be < 1, got 0.5 + 0.5"),
+        ({"folds": 3, "fold": 3}, "data.split: fold=3 must be < folds=3"),
+        ({"valid": 0.1, "extra": 1}, "data.split.extra: unknown key; allowed here: valid, test (hold-out) or folds, fold, test (k-fold)"),
+    ],
+)
+def test_split_mistakes(split, expected):
+    with pytest.raises(ConfigError) as error:
+        _resolved(data__split=split)
+    assert str(error.value) == expected
+
+
+@pytest.mark.parametrize("name, ok", [(".", False), ("a\\b", False), ("a\0b", False), ("a/b", False), ("a.b", True), ("..x", True)])
+def test_sweep_names_must_be_one_folder_name(name, ok):
+    if ok:
+        assert _resolved(name=name).name == name
+    else:
+        with pytest.raises(ConfigError) as error:
+            _resolved(name=name)
+        assert str(error.value) == f"name: {name!r} names the sweep's folder in Tune's storage; use no '/', '\\' or '..'"
+
+
+def test_tracking_storage_and_optuna_default_beside_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = _resolved()
+    assert config.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert config.storage_path == tmp_path / "trial_runs"
+    assert config.optuna_storage_url == f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert config.experiment_name == "t" and config.metric_mode == "max"
+
+
+def test_mlflow_s_environment_uri_is_used_and_storage_then_stays_local(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    config = _resolved()
+    assert config.tracking_uri == "http://mlflow:5000"
+    assert config.storage_path == tmp_path / "trial_runs"
+    assert config.optuna_storage_url == f"sqlite:///{tmp_path / 'trial_runs' / 'optuna.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # empty: unset
+    assert _resolved().tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_a_configured_uri_storage_and_experiment_win(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ignored:5000")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    store = tmp_path / "stores" / "m.db"
+    config = _resolved(tracking={"uri": f"sqlite:///{store}", "experiment": "exp"})
+    assert config.tracking_uri == f"sqlite:///{store}" and config.experiment_name == "exp"
+    assert config.storage_path == tmp_path / "stores" / "trial_runs"
+    assert config.optuna_storage_url == f"sqlite:///{tmp_path / 'stores' / 'optuna.db'}"
+    assert _resolved(storage="~/runs").storage_path == tmp_path / "home" / "runs"
+    assert _resolved(storage="rel/../runs").storage_path == tmp_path / "runs"
+    remote = _resolved(tracking={"uri": "http://mlflow:5000"}, storage="runs")
+    assert remote.optuna_storage_url == f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
+
+
+@pytest.mark.parametrize("metric, mode, expected", [("valid/loss", None, "min"), ("valid/auroc", None, "max"), ("valid/loss", "max", "max")])
+def test_metric_mode_is_the_metric_s_direction_unless_set(metric, mode, expected):
+    assert _resolved(search__metric=metric, search__mode=mode).metric_mode == expected
+
+
+@pytest.mark.parametrize("metric", ["train/loss", "valid/", "loss", "valid/loss/x"])
+def test_only_reported_valid_metrics_can_be_optimised(metric):
+    with pytest.raises(ConfigError, match=rf"^search.metric: '{metric}' is never reported; reported: valid/loss, "):
+        _resolved(search__metric=metric)
+
+
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("https://alice@host/", "https://***@host/"),
+        ("https://:pw@host/", "https://***@host/"),
+        ("https://alice:pw@host:8443/p?q=1", "https://***@host:8443/p?q=1"),
+        ("http://host:5000/", "http://host:5000/"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+        # A database over a local socket has no host: only the credentials go.
+        ("postgresql://user:pw@/mlflow?host=/run/pg", "postgresql://***@/mlflow?host=/run/pg"),
+    ],
+)
+def test_logged_tracking_uri_masks_any_user_or_password(uri, shown):
+    config = _resolved(tracking={"uri": uri})
+    assert config.to_dict()["tracking"]["uri"] == shown
+    assert config.flat_params()["tracking.uri"] == shown
+    assert config.tracking_uri == uri
+
+
+def test_resolved_config_as_yaml_and_mlflow_params():
+    config = _resolved()
+    data = yaml.safe_load(config.to_yaml())
+    assert data == config.to_dict()
+    assert list(data) == ["name", "seed", "data", "solver", "search", "scaling", "tracking", "debug", "storage"]
+    assert data["data"]["stratify"] == ["label", "hos"] and data["search"]["space"]["lr"]["type"] == "loguniform"
+    flat = config.flat_params()
+    # Every value as the text MLflow shows: YAML's flow style, no document end marker.
+    assert (flat["seed"], flat["data.stratify"], flat["data.dataset_params"]) == ("42", "[label, hos]", "{}")
+    assert (flat["tracking.experiment"], flat["debug"], flat["data.split.valid"], flat["name"]) == ("null", "false", "0.15", "t")
+    # Solver params under their own names; the searched space is not a trial's value.
+    assert (flat["lr"], flat["epochs"], flat["augment"]) == ("0.001", "8", "[]")
+    assert not [key for key in flat if key.startswith(("solver.params", "search.space"))]
+    assert flat["solver.name"] == "ecg_cnn1d" and flat["search.metric"] == "valid/auroc"
+    # flat_params leaves the config itself whole.
+    assert config.to_dict()["solver"]["params"]["lr"] == 0.001 and "lr" in config.to_dict()["search"]["space"]
+
+
+def test_labels_csv_data_stratifies_on_its_target_by_default():
+    config = _resolved(data={"labels": "labels.csv", "target": "y"})
+    assert config.data.stratify == ("y",)
+    assert _resolved(data={"labels": "labels.csv", "stratify": ["site"]}).data.stratify == ("site",)
+
+
+def test_debug_shrinks_the_sweep_and_names_it_apart():
+    config = _resolved(debug=True)
+    assert (config.name, config.experiment_name, config.tracking.experiment) == ("t-debug", "t", "t")
+    assert (config.data.subsample, config.solver.params["epochs"], config.search.num_samples) == (0.05, 2, 2)
+    small = _resolved(debug=True, data__subsample=0.5, solver__params={"epochs": 1}, search__num_samples=1,
+                      tracking={"experiment": "exp"})
+    assert (small.data.subsample, small.solver.params["epochs"], small.search.num_samples) == (0.5, 1, 1)
+    assert (small.name, small.experiment_name) == ("t-debug", "exp")
+    full = _resolved()
+    assert (full.name, full.data.subsample, full.solver.params["epochs"], full.search.num_samples) == ("t", None, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "scheduler, space_epochs, grace, warns",
+    [
+        ({"type": "asha", "grace_period": 10}, None, 8, True),  # solver.params.epochs is 8
+        ({"type": "asha", "grace_period": 8}, None, 8, False),
+        ({"type": "asha", "grace_period": 15}, {"type": "int", "low": 2, "high": 20}, 15, False),
+        ({"type": "asha", "grace_period": 15}, {"type": "choice", "values": [3, 12]}, 12, True),
+        ({"type": "none", "grace_period": 10}, None, 10, False),
+    ],
+)
+def test_asha_s_grace_period_is_lowered_to_the_longest_trial(scheduler, space_epochs, grace, warns):
+    raw = copy.deepcopy(BASE)
+    raw["search"]["scheduler"] = scheduler
+    if space_epochs:
+        raw["search"]["space"]["epochs"] = space_epochs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = resolve(raw)
+    assert config.search.scheduler.grace_period == grace
+    lowered = [str(w.message) for w in caught if "grace_period" in str(w.message)]
+    assert lowered == ([f"search.scheduler.grace_period={scheduler['grace_period']} lowered to {grace}: trials run at most "
+                        f"{grace} epochs (solver.params.epochs), and ASHA cannot wait longer than that before pruning"]
+                       if warns else [])
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ({"_type": "choice"}, "search.space.lr._value: required in an NNI-style entry"),
+        ({"_value": [1, 2]}, "search.space.lr._type: required in an NNI-style entry"),
+    ],
+)
+def test_any_nni_key_makes_an_entry_nni_style(spec, expected):
+    with pytest.raises(ConfigError) as error:
+        resolve(with_change("search.space.lr", spec))
+    assert str(error.value) == expected
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("search.scheduler.grace", 1, "search.scheduler.grace: unknown key; allowed here: type, grace_period, reduction_factor"),
+        ("tracking.url", "x", "tracking.url: unknown key; allowed here: uri, experiment"),
+        ("search.space.lr.low", "1e-4", "search.space.lr.low: expected a number, got the text '1e-4' (YAML reads 1e-3 as text: write 1.0e-3)"),
+        ("search.algo", "grid", "search.algo: must be 'tpe' or 'random', got 'grid'"),
+        ("seed", 2**32, "seed: must be less than 4294967296, got 4294967296 (int)"),
+    ],
+)
+def test_validation_messages_in_full(path, value, expected):
+    raw = _set(copy.deepcopy(BASE), path, value)
+    with pytest.raises(ConfigError) as error:
+        resolve(raw)
+    assert str(error.value) == expected
+
+
+def test_read_yaml_reports_line_and_column_and_reads_an_empty_file(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("a: b: c\n")  # the second ':' is line 1, column 5
+    with pytest.raises(ConfigError) as error:
+        read_yaml(path)
+    assert str(error.value) == f"{path}: invalid YAML at line 1, column 5: mapping values are not allowed here"
+    path.write_text("")
+    assert read_yaml(path) == {}
+    path.write_text("3\n")
+    with pytest.raises(ConfigError) as error:
+        read_yaml(path)
+    assert str(error.value) == f"{path}: expected a mapping of config keys at the top level, got int"
+
+
+def test_overrides_build_missing_sections_and_keep_everything_after_the_first_equals():
+    raw = apply_overrides({"data": None, "seed": 1}, ["data.dataset=demo_ecg", "a.b.c=1", "name=x=y", "seed=null"])
+    assert raw == {"data": {"dataset": "demo_ecg"}, "seed": None, "a": {"b": {"c": 1}}, "name": "x=y"}
+    with pytest.raises(ConfigError) as error:
+        apply_overrides({"a": {"b": 5}}, ["a.b.c.d=1"])
+    assert str(error.value) == "--set a.b.c.d: a.b is a value (5), not a section"
+    for bad in ("=1", "a.=1", ".a=1"):
+        with pytest.raises(ConfigError) as error:
+            apply_overrides({}, [bad])
+        assert str(error.value) == f"--set {bad!r}: expected KEY.PATH=VALUE, e.g. solver.params.epochs=3"
+
+
+def test_load_config_names_the_sweep_after_its_file_unless_named(tmp_path: Path):
+    path = tmp_path / "my-sweep.yaml"
+    raw = copy.deepcopy(BASE)
+    del raw["name"]
+    path.write_text(yaml.safe_dump(raw))
+    assert load_config(path).name == "my-sweep"
+    assert load_config(path, ["name=other", "seed=7"]).name == "other"
+    assert load_config(path, ["seed=7"]).seed == 7
+
+
+def test_model_at_finds_the_section_a_key_path_leads_to():
+    assert _model_at([]) is SweepConfig
+    assert _model_at(["search", "scheduler"]) is SchedulerConfig
+    assert _model_at(["search", "space", "lr"]) is Distribution  # the user's own key is skipped
+    assert _model_at(["search", "space"]) is Distribution
+    assert _model_at(["data", "split"]) is HoldoutSplit  # the first section inside the tagged union
+    assert _model_at(["seed"]) is None  # a value, not a section
+    assert _model_at(["seed", "x"]) is None
+    assert _model_at(["nope"]) is None
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        # No config mistake gives these today; the messages still name the place.
+        ({"loc": (), "type": "missing", "msg": "Field required"}, "config: required key is missing"),
+        ({"loc": ("seed", "x"), "type": "extra_forbidden", "msg": "Extra inputs are not permitted", "input": 1},
+         "seed.x: unknown key; allowed here: nothing"),
+        ({"loc": ("data", "split"), "type": "union_tag_invalid", "input": {"k": 1},
+          "msg": "Input tag 'x' found using _split_kind() does not match any of the expected tags: 'holdout', 'kfold'"},
+         "data.split: Input tag 'x' found using _split_kind() does not match any of the expected tags: 'holdout', 'kfold', got {'k': 1}"),
+    ],
+)
+def test_describe_fallbacks(error, expected):
+    assert _describe(error) == expected
+
+
+def test_mlflow_params_keep_text_as_written_and_nested_values_on_one_line():
+    config = _resolved(tracking={"experiment": "2024"}, data__dataset_params={"X": [[1, 2], [3]], "n": {}})
+    flat = config.flat_params()
+    assert flat["tracking.experiment"] == "2024"  # text stays text: not YAML's quoted '2024'
+    assert flat["data.dataset_params.X"] == "[[1, 2], [3]]"  # every key keeps its own name
+    assert flat["data.dataset_params.n"] == "{}"
+
+
+def test_a_split_given_as_a_section_object_keeps_its_kind():
+    assert DataConfig(dataset="demo_ecg", split=KFoldSplit(folds=3)).split == KFoldSplit(folds=3)
+    assert DataConfig(dataset="demo_ecg", split=HoldoutSplit(valid=0.2)).split == HoldoutSplit(valid=0.2, test=0.15)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # The problem, not PyYAML's context line ("while parsing a flow sequence") above it.
+        ("name: [unclosed\n", "invalid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>'"),
+        # A reader error has no position mark: its first line alone.
+        ("a: 1\n\x07\n", "invalid YAML: unacceptable character #x0007: special characters are not allowed"),
+    ],
+)
+def test_read_yaml_names_the_problem(tmp_path: Path, text, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        read_yaml(path)
+    assert str(error.value) == f"{path}: {expected}"
+
+
+def test_space_mistakes_in_full():
+    with pytest.raises(ConfigError) as error:
+        _resolved(search__space={})
+    assert str(error.value) == (
+        "search.space: nothing to search; name one or two solver params, e.g. lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}"
+    )
+    with pytest.raises(ConfigError) as error:
+        _resolved(search__space={"beta3": {"type": "uniform", "low": 0.1, "high": 0.2}})
+    known = get_solver("ecg_cnn1d").param_names()
+    assert len(known) > 1
+    assert str(error.value) == f"search.space.beta3: not a param of solver 'ecg_cnn1d'; its params: {', '.join(known)}"
+    space = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}, "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
+             "weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-2}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _resolved(search__space=space)
+    assert [str(w.message) for w in caught] == [
+        "search.space searches 3 params; searching one or two and fixing the rest usually finds more in the same budget"
+    ]
+
+
+def test_a_solver_for_another_kind_of_data_lists_every_solver_for_the_dataset(monkeypatch):
+    monkeypatch.setitem(solvers.base._REGISTRY, "image_cnn_copy", get_solver("image_cnn"))
+    with pytest.raises(ConfigError) as error:
+        _resolved(data__dataset="digits")
+    assert str(error.value) == (
+        "solver.name: 'ecg_cnn1d' trains on signal data but dataset 'digits' is image data; "
+        "solvers for it: image_cnn, image_cnn_copy"
+    )

@@ -71,6 +71,7 @@ def _nni_draws(low: float, high: float, q: float, *, log: bool) -> set[float]:
         ({"_type": "quniform", "_value": [2.0, 10.0, 5.0]}, {"type": "choice", "values": [2, 5, 10]}),
         ({"_type": "loguniform", "_value": [1e-4, 1e-2]}, {"type": "loguniform", "low": 1e-4, "high": 1e-2}),
         ({"_type": "qloguniform", "_value": [8, 256, 1]}, {"type": "int", "low": 8, "high": 256, "log": True}),
+        ({"_type": "qloguniform", "_value": [1, 8, 1]}, {"type": "int", "low": 1, "high": 8, "log": True}),
     ],
 )
 def test_exact_types_map_without_warning(spec, expected):
@@ -470,3 +471,363 @@ def test_every_real_nni_file_imports_or_is_refused_in_one_line(tmp_path, capsys,
 def test_the_fixtures_readme_names_the_source_of_every_file():
     readme = (FIXTURES / "README.md").read_text()
     assert all(str(path.relative_to(FIXTURES)) in readme for path in NNI_FILES)
+
+
+# -- messages and edges in full (each case found by mutation testing) ---------------------
+
+_NOT_AN_ENTRY = "x: expected an NNI {_type, _value} entry, got %s (a custom tuner's own format has no counterpart)"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("a" * 58, _NOT_AN_ENTRY % ("the str '" + "a" * 58 + "'")),  # a repr of 60 characters is shown whole
+        ("a" * 59, _NOT_AN_ENTRY % ("the str '" + "a" * 56 + "...")),  # past 60: cut to 57 and '...'
+        ([1, 100], _NOT_AN_ENTRY % "the list [1, 100]"),
+        (None, _NOT_AN_ENTRY % "nothing"),
+        ({"_value": [1]}, "x._type: required in an NNI-style entry"),
+        ({"b": 1, "a": 2, "_type": "choice", "_value": [1]}, "x.a: unknown key in an NNI-style entry; allowed: _type, _value"),
+        ({"b": 1, 1: 2, "_type": "choice", "_value": [1]}, "x.1: unknown key in an NNI-style entry; allowed: _type, _value"),
+        (
+            {"_type": "choice", "_value": [1, {"_name": "Empty"}]},
+            "x: NNI's nested choice (entries with _name) has no counterpart here; search each branch's params as keys of their own",
+        ),
+        (
+            {"_type": "lognormal", "_value": [0, 1]},
+            "x._type: 'lognormal' has no Optuna counterpart; supported: "
+            "choice, randint, uniform, quniform, loguniform, qloguniform, normal, qnormal",
+        ),
+        ({"_type": "uniform", "_value": "0,1"}, "x._value: expected a non-empty list, got '0,1'"),
+        ({"_type": "uniform", "_value": [0, 1, 2]}, "x._value: uniform expects 2 numbers, got [0, 1, 2]"),
+        ({"_type": "uniform", "_value": [0, True]}, "x._value: uniform expects 2 numbers, got [0, True]"),
+        ({"_type": "uniform", "_value": [0, float("inf")]}, "x._value: uniform expects 2 numbers, got [0, inf]"),
+        ({"_type": "uniform", "_value": [0, float("nan")]}, "x._value: uniform expects 2 numbers, got [0, nan]"),
+        ({"_type": "randint", "_value": [3, 2]}, "x._value: randint [3, 2] is empty: NNI draws low <= x < high"),
+        ({"_type": "randint", "_value": [2, 6.5]}, "x._value: randint expects whole numbers, got [2, 6.5]"),
+        ({"_type": "uniform", "_value": [1, 0]}, "x._value: uniform expects low <= high, got [1, 0]"),
+        ({"_type": "qloguniform", "_value": [-1, 1, 1]}, "x._value: qloguniform needs low > 0, got [-1, 1, 1]"),
+        ({"_type": "quniform", "_value": [0, 1, -1]}, "x._value: quniform needs q > 0, got [0, 1, -1]"),
+        ({"_type": "normal", "_value": [0, -1]}, "x._value: normal needs sigma > 0, got [0, -1]"),
+        # mu - 3 sigma still a float, mu + 3 sigma not
+        ({"_type": "normal", "_value": [1.7e308, 1e307]}, "x._value: normal [1.7e+308, 1e+307] spans beyond what a float holds"),
+        (
+            {"_type": "quniform", "_value": [0.2, 1000, 1]},
+            "x._value: quniform [0.2, 1000, 1] gives 1001 values with low or high off q's grid, "
+            "too many for a choice (at most 1000); make low and high multiples of q",
+        ),
+    ],
+)
+def test_entry_mistakes_in_full(spec, message):
+    with pytest.raises(ConfigError) as raised:
+        nni_distribution("x", spec)
+    assert str(raised.value) == message
+
+
+def test_a_clipped_q_range_of_exactly_1000_values_is_still_a_choice():
+    spec = _no_warnings(nni_distribution, "x", {"_type": "quniform", "_value": [0.2, 999, 1]})
+    assert spec == {"type": "choice", "values": [0.2, *map(float, range(1, 1000))]}
+
+
+@pytest.mark.parametrize(
+    "spec, expected, warning",
+    [
+        (
+            {"_type": "normal", "_value": [1, 2]},
+            {"type": "uniform", "low": -5.0, "high": 7.0},
+            "x: normal(1, 2) became uniform over [-5, 7] (mu +- 3 sigma); Optuna has no normal distribution",
+        ),
+        (
+            {"_type": "qnormal", "_value": [0, 1, 1]},
+            {"type": "int", "low": -3, "high": 3},
+            "x: qnormal(0, 1, 1) became int over [-3, 3] (mu +- 3 sigma); Optuna has no normal distribution",
+        ),
+        (
+            {"_type": "qnormal", "_value": [0, 1, 0.5]},
+            {"type": "uniform", "low": -3, "high": 3, "step": 0.5},
+            "x: qnormal(0, 1, 0.5) became uniform over [-3, 3] step 0.5 (mu +- 3 sigma); Optuna has no normal distribution",
+        ),
+        (  # NNI's qnormal is not clipped: round(0.8 / 0.25) * 0.25 = 0.75, below mu - 3 sigma, is drawn
+            {"_type": "qnormal", "_value": [1.1, 0.1, 0.25]},
+            {"type": "uniform", "low": 0.75, "high": 1.5, "step": 0.25},
+            "x: qnormal(1.1, 0.1, 0.25) became uniform over [0.75, 1.5] step 0.25 (mu +- 3 sigma); Optuna has no normal distribution",
+        ),
+        (
+            {"_type": "qloguniform", "_value": [1, 10, 10]},
+            {"type": "choice", "values": [1, 10]},
+            "x: qloguniform [1, 10, 10] became a choice of [1, 10]: the same values, without the "
+            "log scale's weighting (Optuna has no stepped log range but for ints with step 1)",
+        ),
+        (  # collapsed to one value: that warning alone
+            {"_type": "qloguniform", "_value": [0.5, 0.9, 2]},
+            {"type": "choice", "values": [0.5]},
+            "x: qloguniform [0.5, 0.9, 2] only ever draws 0.5; imported as that fixed value (a one-value choice)",
+        ),
+        (
+            {"_type": "qnormal", "_value": [10, 0.01, 5]},
+            {"type": "choice", "values": [10]},
+            "x: qnormal [10, 0.01, 5] only ever draws 10; imported as that fixed value (a one-value choice)",
+        ),
+        (
+            {"_type": "qloguniform", "_value": [1, 100, 10]},
+            {"type": "choice", "values": [1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]},
+            "x: qloguniform [1, 100, 10] became a choice of 11 values from 1 to 100: the same values, without the "
+            "log scale's weighting (Optuna has no stepped log range but for ints with step 1)",
+        ),
+        (  # past 6 values the warning counts them
+            {"_type": "qloguniform", "_value": [1, 60, 10]},
+            {"type": "choice", "values": [1, 10, 20, 30, 40, 50, 60]},
+            "x: qloguniform [1, 60, 10] became a choice of 7 values from 1 to 60: the same values, without the "
+            "log scale's weighting (Optuna has no stepped log range but for ints with step 1)",
+        ),
+        (
+            {"_type": "qloguniform", "_value": [1, 50, 10]},
+            {"type": "choice", "values": [1, 10, 20, 30, 40, 50]},
+            "x: qloguniform [1, 50, 10] became a choice of [1, 10, 20, 30, 40, 50]: the same values, without the "
+            "log scale's weighting (Optuna has no stepped log range but for ints with step 1)",
+        ),
+        (
+            {"_type": "qloguniform", "_value": [10, 100, 10]},
+            {"type": "int", "low": 10, "high": 100, "step": 10},
+            "x: qloguniform [10, 100, 10] became int over [10, 100] step 10: the same values, without the "
+            "log scale's weighting (Optuna has no stepped log range but for ints with step 1)",
+        ),
+    ],
+)
+def test_approximations_say_what_they_became_in_full(spec, expected, warning):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = nni_distribution("x", spec)
+    assert result == expected
+    assert [type(v) for v in result.values()] == [type(v) for v in expected.values()]
+    assert [str(w.message) for w in caught] == [warning]
+
+
+def test_convert_experiment_writes_a_whole_sweep_config():
+    space = {"lr": {"_type": "loguniform", "_value": [0.001, 0.1]}}
+    assert convert_experiment(space, None, name="n", solver="image_cnn", dataset="digits", metric="valid/loss") == {
+        "name": "n",
+        "seed": 42,
+        "data": {"dataset": "digits"},
+        "solver": {"name": "image_cnn", "params": {}},
+        "search": {"metric": "valid/loss", "space": {"lr": {"type": "loguniform", "low": 0.001, "high": 0.1}}},
+    }
+
+
+_ADVISOR = "the trial budget is the solver's epochs"
+
+
+@pytest.mark.parametrize(
+    "experiment, search, caught",
+    [
+        # NNI reads keys case- and underscore-blind; whole floats are whole numbers.
+        ({"trial_concurrency": 4.0, "MaxTrialNum": 5.0}, {"max_concurrent": 4, "num_samples": 5}, []),
+        ({"maxTrialNumber": 4, "tuner": None}, {"num_samples": 4}, []),  # an empty block: trial's default
+        ({"maxTrialNumber": 4, "tuner": {}}, {"num_samples": 4}, []),
+        (
+            {"maxTrialNumber": 1, "tuner": {"name": "Random", "class_args": {"optimize_mode": "minimize"}}},
+            {"num_samples": 1, "mode": "min", "algo": "random"},
+            [],
+        ),
+        (
+            {"maxTrialNumber": 4, "tuner": {"name": "TPE", "classArgs": {"optimize_mode": "maximize"}}},
+            {"num_samples": 4, "mode": "max", "algo": "tpe"},
+            ["tuner.classArgs.optimize_mode: maximize, but valid/loss is better lower; pass the metric NNI's trials reported with --metric"],
+        ),
+        ({"maxTrialNumber": 4, "tuner": {"builtinTunerName": "TPE_legacy"}}, {"num_samples": 4, "algo": "tpe"}, []),
+        (
+            {"maxTrialNumber": 4, "tuner": {"classFileName": "my.py", "className": "My"}},
+            {"num_samples": 4, "algo": "tpe"},
+            ["custom tuner 'My' has no counterpart; using TPE"],
+        ),
+        ({"maxTrialNumber": 4, "tuner": {"codeDir": "."}}, {"num_samples": 4, "algo": "tpe"}, ["custom tuner '.' has no counterpart; using TPE"]),
+        (  # v1: the class file alone, or the code folder alone, names a custom tuner
+            {"maxTrialNumber": 4, "tuner": {"classFileName": "my.py"}},
+            {"num_samples": 4, "algo": "tpe"},
+            ["custom tuner 'my.py' has no counterpart; using TPE"],
+        ),
+        (
+            {"maxTrialNumber": 4, "tuner": {"codeDirectory": "/src"}},
+            {"num_samples": 4, "algo": "tpe"},
+            ["custom tuner '/src' has no counterpart; using TPE"],
+        ),
+        (  # eta 2: the smallest whole halving rate
+            {"maxTrialNumber": 4, "advisor": {"name": "Hyperband", "classArgs": {"eta": 2}}},
+            {"num_samples": 4, "algo": "random", "scheduler": {"type": "asha", "reduction_factor": 2}},
+            [f"advisor 'Hyperband' became random sampling with ASHA early stopping (search.scheduler); {_ADVISOR}"],
+        ),
+        (
+            {"maxTrialNumber": 4, "advisor": {"builtinAdvisorName": "Hyperband"}},
+            {"num_samples": 4, "algo": "random", "scheduler": {"type": "asha"}},
+            [f"advisor 'Hyperband' became random sampling with ASHA early stopping (search.scheduler); {_ADVISOR}"],
+        ),
+        (
+            {"maxTrialNumber": 4, "advisor": {"name": "BOHB", "classArgs": {"eta": 1.5, "optimize_mode": "minimize"}}},
+            {"num_samples": 4, "mode": "min", "algo": "tpe", "scheduler": {"type": "asha", "reduction_factor": 1.5}},
+            [f"advisor 'BOHB' became TPE sampling with ASHA early stopping (search.scheduler), a fair counterpart; {_ADVISOR}"],
+        ),
+        ({"maxTrialNumber": 4, "assessor": {}}, {"num_samples": 4}, []),
+        (
+            {"maxTrialNumber": 4, "assessor": {"builtinAssessorName": "Curvefitting"}},
+            {"num_samples": 4},
+            ["assessor 'Curvefitting' has no counterpart; its early stopping is dropped (search.scheduler: {type: asha} is ASHA's)"],
+        ),
+        (
+            {"tuner": {"name": "TPE", "classArgs": {"optimize_mode": "minimize"}}},
+            {"mode": "min", "algo": "tpe"},
+            ["maxTrialNumber: not set (NNI ran trials until maxExperimentDuration); search.num_samples keeps trial's default"],
+        ),
+    ],
+)
+def test_experiment_settings_in_full(experiment, search, caught):
+    with warnings.catch_warnings(record=True) as recorded:
+        warnings.simplefilter("always")
+        result = convert_experiment({"lr": {"_type": "uniform", "_value": [0.001, 0.01]}}, experiment, name="x",
+                                    solver="ecg_cnn1d", dataset="demo_ecg", metric="valid/loss")["search"]
+    assert result.pop("space") == {"lr": {"type": "uniform", "low": 0.001, "high": 0.01}}
+    assert result == {"metric": "valid/loss", **search}
+    assert [str(w.message) for w in recorded] == caught
+
+
+@pytest.mark.parametrize(
+    "experiment, message",
+    [
+        ({"trialConcurrency": True, "maxTrialNumber": 4}, "trialConcurrency: expected a whole number >= 1, got True"),
+        ({"maxTrialNumber": 2.5}, "maxTrialNumber: expected a whole number >= 1, got 2.5"),
+        ({"maxTrialNumber": 4, "tuner": "TPE"}, "tuner: expected a mapping (name, classArgs), got the str 'TPE'"),
+        ({"maxTrialNumber": 4, "tuner": {"name": "TPE", "classArgs": [1]}}, "tuner.classArgs: expected a mapping, got the list [1]"),
+        ({"maxTrialNumber": 4, "advisor": {"name": "BOHB", "classArgs": {"eta": "3"}}}, "advisor.classArgs.eta: expected a number > 1, got '3'"),
+        (
+            {"maxTrialNumber": 4, "tuner": {"name": "TPE", "classArgs": {"optimize_mode": "max"}}},
+            "tuner.classArgs.optimize_mode: expected maximize or minimize, got 'max'",
+        ),
+        (
+            {"maxTrialNumber": 4, "advisor": {"gpuIndices": 0, "classArgs": {}}},
+            "advisor: expected name (builtinAdvisorName in NNI v1) or className, got keys gpuIndices, classArgs",
+        ),
+    ],
+)
+def test_experiment_mistakes_in_full(experiment, message):
+    with pytest.raises(ConfigError) as raised:
+        convert_experiment({"lr": {"_type": "uniform", "_value": [0.001, 0.01]}}, experiment, name="x", **ARGS)
+    assert str(raised.value) == message
+
+
+def test_optimize_mode_agreeing_with_the_metric_or_an_unknown_metric_does_not_warn():
+    experiment = {"maxTrialNumber": 4, "tuner": {"name": "TPE", "classArgs": {"optimize_mode": "maximize"}}}
+    for metric in ("valid/auroc", "valid/bleu"):
+        search = _no_warnings(lambda: convert_experiment({}, experiment, name="x", solver="s", dataset="d", metric=metric))
+        assert search["search"]["mode"] == "max"
+
+
+def _files(folder: Path, files: dict[str, Any]) -> None:
+    for name, content in files.items():
+        path = folder / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+
+
+_SPACE_JSON = json.dumps(SPACE)
+
+
+@pytest.mark.parametrize(
+    "files, given, message",
+    [
+        ({"s.json": _SPACE_JSON, "s2.json": _SPACE_JSON}, ["s.json", "s2.json"],
+         "{}/s2.json: a second NNI search space; give a search space, an experiment config, or one of each"),
+        ({"a.yml": {"trialConcurrency": 1}, "b.yml": {"maxTrialNumber": 1}}, ["a.yml", "b.yml"],
+         "{}/b.yml: a second NNI experiment config; give a search space, an experiment config, or one of each"),
+        ({"c.yml": {"trialConcurrency": 1, "searchSpace": SPACE, "searchSpaceFile": "s.json"}}, ["c.yml"],
+         "{}/c.yml: searchSpace, searchSpaceFile: NNI takes one of the two, not both"),
+        ({"c.yml": {"trialConcurrency": 1, "searchSpaceFile": 3}}, ["c.yml"], "{}/c.yml: searchSpaceFile: expected a path, got the int 3"),
+        ({"c.yml": {"trialConcurrency": 1, "searchSpace": [1]}}, ["c.yml"],
+         "{}/c.yml: searchSpace: expected a search space (a mapping of searched params), got the list [1]"),
+        ({"c.yml": {"trialConcurrency": 1, "useAnnotation": False}}, ["c.yml"],
+         "{}/c.yml: no search space: expected searchSpaceFile, searchSpacePath or searchSpace; or pass SEARCH_SPACE_JSON first"),
+        ({"c.yml": {"trialConcurrency": 1, "use_annotation": True}}, ["c.yml"],
+         "{}/c.yml: use_annotation: the search space is NNI annotations in the trial code; "
+         "write it out as a search_space.json and pass that first"),
+        ({"c.yml": {"trialConcurrency": 1, "searchSpacePath": "s.json"}, "s.json": "{}"}, ["c.yml"],
+         "{}/s.json: the search space is empty; nothing to search"),
+        ({"c.yml": {"trialConcurrency": 1, "searchSpaceFile": "s.json"}, "s.json": "[1]"}, ["c.yml"],
+         "{}/s.json: expected a search space (a mapping of searched params), got the list [1]"),
+        ({"s.json": "{}"}, ["s.json"], "{}/s.json: the search space is empty; nothing to search"),
+        # The problem, not PyYAML's context line ("while parsing a flow sequence") above it.
+        ({"c.yml": "tuner: [TPE\n"}, ["c.yml"], "{}/c.yml: invalid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>'"),
+        ({"c.yml": "a: b: c\n"}, ["c.yml"], "{}/c.yml: invalid YAML at line 1, column 5: mapping values are not allowed here"),
+        ({"bad.JSON": "{"}, ["bad.JSON"], "{}/bad.JSON: invalid JSON at line 1, column 2: Expecting property name enclosed in double quotes"),
+        ({"bad.yml": "a: 1\n\x07\n"}, ["bad.yml"], "{}/bad.yml: invalid YAML: unacceptable character #x0007: special characters are not allowed"),
+        ({"latin.json": b"\xff{"}, ["latin.json"],
+         "{}/latin.json: cannot read: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+        ({}, ["missing.json"], "{}/missing.json: file not found"),
+        ({"empty.json": ""}, ["empty.json"], "{}/empty.json: expected an NNI search space or experiment config (a mapping), got nothing"),
+    ],
+)
+def test_read_nni_mistakes_in_full(tmp_path, files, given, message):
+    _files(tmp_path, files)
+    with pytest.raises(ConfigError) as raised:
+        read_nni([tmp_path / name for name in given])
+    assert str(raised.value) == message.format(tmp_path)
+
+
+def test_read_nni_cannot_read_a_folder(tmp_path):
+    (tmp_path / "space.json").mkdir()
+    with pytest.raises(ConfigError) as raised:
+        read_nni([tmp_path / "space.json"])
+    assert str(raised.value) == f"{tmp_path / 'space.json'}: cannot read: Is a directory"
+
+
+@pytest.mark.parametrize(
+    "files, given, source",
+    [
+        ({"s.json": _SPACE_JSON}, ["s.json"], "s.json"),
+        ({"s.json": _SPACE_JSON, "c.yml": {"trialConcurrency": 1, "searchSpaceFile": "other.json"}}, ["c.yml", "s.json"], "s.json and c.yml"),
+        ({"s.json": _SPACE_JSON, "c.yml": {"trialConcurrency": 1, "searchSpaceFile": "s.json"}}, ["c.yml"], "c.yml and its searchSpaceFile s.json"),
+        ({"c.yml": {"trialConcurrency": 1, "search_space": SPACE}}, ["c.yml"], "c.yml (its search_space)"),
+        # A search space whose params share names with experiment settings is still a search space.
+        ({"s.json": json.dumps({"trial": SPACE["lr"], "Tuner": SPACE["batch_size"]})}, ["s.json"], "s.json"),
+    ],
+)
+def test_read_nni_tells_a_space_from_a_config_and_names_its_sources(tmp_path, files, given, source):
+    _files(tmp_path, files)
+    space, experiment, told = read_nni([tmp_path / name for name in given])
+    assert told == source
+    assert sorted(space) == (["Tuner", "trial"] if "trial" in space else ["batch_size", "lr"])
+    assert (experiment is None) == (given == ["s.json"])
+
+
+def test_a_search_space_file_under_home_is_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    _files(tmp_path, {"home/space.json": _SPACE_JSON, "c.yml": {"trialConcurrency": 1, "searchSpaceFile": "~/space.json"}})
+    space, _, source = read_nni([tmp_path / "c.yml"])
+    assert space == SPACE and source == "c.yml and its searchSpaceFile space.json"
+
+
+def test_import_writes_the_header_and_the_config_in_its_own_order_and_then_warns(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"lr": {"_type": "normal", "_value": [0.005, 0.001]}}))
+    out = tmp_path / "new" / "dir" / "sweep.yaml"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert import_nni([tmp_path / "s.json"], out, **ARGS) == out
+    assert [str(w.message) for w in caught] == [
+        "search_space.lr: normal(0.005, 0.001) became uniform over [0.002, 0.008] (mu +- 3 sigma); Optuna has no normal distribution"
+    ]
+    assert out.read_text() == (
+        "# Converted from NNI: s.json.\n"
+        "# The searched keys must be params of the solver; point data at your own labels CSV\n"
+        "# (data.labels) and set the fixed solver params under solver.params.\n"
+        "name: sweep\nseed: 42\ndata:\n  dataset: demo_ecg\nsolver:\n  name: ecg_cnn1d\n  params: {}\n"
+        "search:\n  metric: valid/auroc\n  space:\n    lr:\n      type: uniform\n      low: 0.002\n      high: 0.008\n"
+    )
+    assert [p.name for p in out.parent.iterdir()] == ["sweep.yaml"]  # no partial file left
+
+
+def test_import_into_an_unwritable_place_is_one_line(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps(SPACE))
+    (tmp_path / "file").write_text("not a folder")
+    out = tmp_path / "file" / "out.yaml"
+    with pytest.raises(ConfigError) as raised:
+        import_nni([tmp_path / "s.json"], out, **ARGS)
+    assert str(raised.value) == f"{out}: cannot write: File exists"

@@ -27,11 +27,27 @@ def test_worker_seed_is_stable_and_distinct_per_rank():
 
 
 @pytest.mark.parametrize(
-    ("root", "rank", "message"), [(42, -1, "world_rank"), (42, 1.5, "world_rank"), (4.2, 0, "root_seed")]
+    ("root", "rank", "message"),
+    [
+        (42, -1, "world_rank must be an integer >= 0, got -1"),
+        (42, 1.5, "world_rank must be an integer >= 0, got 1.5"),
+        (42, True, "world_rank must be an integer >= 0, got True"),
+        (4.2, 0, "root_seed must be an integer, got 4.2"),
+        (False, 0, "root_seed must be an integer, got False"),
+    ],
 )
 def test_worker_seed_rejects_bad_input(root, rank, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError) as error:
         worker_seed(root, rank)
+    assert str(error.value) == message
+
+
+def test_worker_seed_takes_any_root_including_negative_and_rank_zero():
+    # Rank 0 is valid and keeps the root; a negative root wraps into [0, 2**32) like any other.
+    assert worker_seed(0, 0) == 0
+    assert worker_seed(-1, 0) == 2**32 - 1
+    assert worker_seed(-1, 1) == 1000
+    assert isinstance(worker_seed(np.int64(5), np.int64(2)), int)
 
 
 def _draws() -> tuple[float, float, list[float]]:
@@ -51,12 +67,37 @@ def test_seed_everything_makes_python_numpy_and_torch_reproducible(monkeypatch):
 
 @pytest.mark.parametrize("seed", [-1, 2**32, 1.0, True])
 def test_seed_everything_rejects_seeds_numpy_cannot_take(seed):
-    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
+    with pytest.raises(ValueError) as error:
         seed_everything(seed)
+    assert str(error.value) == f"seed must be an integer in [0, 2**32), got {seed!r}"
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1, np.int64(7)])
+def test_seed_everything_seeds_each_generator_as_its_own_seed_call_would(monkeypatch, seed):
+    # The edges of numpy's range are accepted, and every generator is seeded with `seed`
+    # itself: the draws match those of generators seeded independently here.
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    seed_everything(seed)
+    drawn = _draws()
+    assert drawn[0] == random.Random(int(seed)).random()
+    assert drawn[1] == np.random.RandomState(int(seed)).rand()
+    assert drawn[2] == torch.rand(3, generator=torch.Generator().manual_seed(int(seed))).tolist()
+    assert os.environ["PYTHONHASHSEED"] == str(int(seed))
+
+
+def test_dataloader_worker_init_seeds_random_and_numpy_from_the_torch_seed():
+    # In a worker the torch seed is base_seed + worker_id, often past 2**32: reduced mod 2**32.
+    for torch_seed in (123, 2**32 + 5):
+        torch.manual_seed(torch_seed)
+        dataloader_worker_init(0)
+        expected = torch_seed % 2**32
+        assert random.random() == random.Random(expected).random()
+        assert float(np.random.rand()) == np.random.RandomState(expected).rand()
 
 
 def test_torch_generator_is_independent_of_global_state():
     first = torch.randperm(20, generator=torch_generator(5))
+    assert torch_generator(5).initial_seed() == 5
     torch.manual_seed(0)
     assert torch.equal(torch.randperm(20, generator=torch_generator(5)), first)
     assert not torch.equal(torch.randperm(20, generator=torch_generator(6)), first)
