@@ -526,7 +526,9 @@ def _feature_values(frame: pd.DataFrame, column: str) -> np.ndarray:
                 f"(dtype {series.dtype}); features must be numbers"
             )
         series = numbers
-    values = series.to_numpy(dtype=np.float32, na_value=np.nan)
+    # A value beyond float32's range becomes inf in the cast, and is reported below as such.
+    with np.errstate(over="ignore"):
+        values = series.to_numpy(dtype=np.float32, na_value=np.nan)
     finite = np.isfinite(values)
     if not finite.all():
         first = frame.index[int(np.argmin(finite))]

@@ -4,8 +4,10 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import sqlite3
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,16 @@ def write_file(path: Path, kind: str, seed: int = 0) -> None:
     if kind == "corrupt":
         path.write_bytes(np.random.default_rng(seed).bytes(64))
         return
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps([1.0, 2.0]))
+        return
+    if kind == "truncated":
+        path.write_bytes(npy_bytes(good_array(seed))[:-4])
+        return
+    if kind == "npz":
+        with open(path, "wb") as fh:
+            np.savez(fh, x=good_array(seed))
+        return
     array = {
         "good": good_array(seed),
         "shape": np.zeros((2, 5), np.float32),
@@ -51,12 +63,29 @@ def write_file(path: Path, kind: str, seed: int = 0) -> None:
 
 EXPECTED_REASON = {
     "missing": "file not found",
-    "corrupt": "cannot load as .npy",
+    # Bytes without a .npy header: numpy would suggest loading them as a pickle.
+    "corrupt": "cannot load as .npy: not a .npy array file (no .npy header, or pickled objects)",
+    "pickle": "cannot load as .npy: not a .npy array file (no .npy header, or pickled objects)",
+    "truncated": "cannot load as .npy: ",  # then the first line of numpy's own words
+    "npz": "holds an .npz archive, expected a single array",
     "shape": "shape (2, 5), expected (3, 20)",
-    "nan": "1 non-finite value(s)",
+    "nan": "1 non-finite value(s) (NaN or inf)",
     "dtype": "dtype float64, expected float32",
-    "text": "expected a numeric",
+    "text": "dtype <U1, expected a numeric (integer or float) dtype",
 }
+
+
+def reason_is(kind: str, reason: str, path: Path) -> bool:
+    if kind == "truncated":
+        return reason == EXPECTED_REASON[kind] + numpy_load_error(path)
+    return reason == EXPECTED_REASON[kind]
+
+
+def numpy_load_error(path: Path) -> str:
+    """The first line of what np.load says about a broken file."""
+    with pytest.raises(Exception) as error:
+        np.load(path, allow_pickle=False)
+    return str(error.value).strip().splitlines()[0]
 
 
 def make_files(root: Path, kinds: list[str]) -> list[Path]:
@@ -106,7 +135,7 @@ def test_bad_files_are_reported_with_path_and_reason(tmp_path, kind):
     assert result.ok.tolist() == [True, True, False, True]
     [(path, reason)] = result.bad
     assert path == paths[2]
-    assert EXPECTED_REASON[kind] in reason
+    assert reason_is(kind, reason, path), reason
     assert result.shape == SHAPE and result.dtype == "float32"
 
 
@@ -119,8 +148,8 @@ def test_exactly_the_bad_files_are_reported(kinds):
         result = check_files(paths, cache_file=Path(folder) / "cache.sqlite")
         assert result.ok.tolist() == [kind == "good" for kind in kinds]
         assert [p for p, _ in result.bad] == [p for p, kind in zip(paths, kinds) if kind != "good"]
-        for (_, reason), kind in zip(result.bad, [k for k in kinds if k != "good"]):
-            assert EXPECTED_REASON[kind] in reason
+        for (path, reason), kind in zip(result.bad, [k for k in kinds if k != "good"]):
+            assert reason_is(kind, reason, path), reason
 
 
 def test_cached_verdicts_skip_loading(tmp_path, monkeypatch):
@@ -161,6 +190,61 @@ def test_unreadable_cache_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
     assert inspections.calls == 0  # the rebuilt cache holds both verdicts
 
 
+def test_paths_that_cannot_be_stat_or_are_not_files(tmp_path):
+    files = make_files(tmp_path, ["good", "good", "nan"])
+    (tmp_path / "folder.npy").mkdir()
+    # Under a file; a directory; each followed by more files that must still be checked.
+    paths = [files[0], files[0] / "inside.npy", files[1], tmp_path / "folder.npy", files[2]]
+    result = check_files(paths, cache_file=tmp_path / "cache.sqlite")
+    assert result.ok.tolist() == [True, False, True, False, False]
+    assert result.bad == [
+        (paths[1], "cannot stat: Not a directory"),
+        (paths[3], "not a regular file"),
+        (paths[4], EXPECTED_REASON["nan"]),
+    ]
+
+
+def test_the_reference_comes_from_data_files_only(tmp_path):
+    # Prediction outputs are skipped, not data: even outnumbering the data files they set no
+    # reference. A file off in both shape and dtype names both.
+    paths = make_files(tmp_path, ["good", "good"]) + [tmp_path / name for name in sorted(filecheck.PREDICTION_OUTPUTS)]
+    np.save(tmp_path / "odd.npy", np.zeros((2, 5)))
+    result = check_files([*paths, tmp_path / "odd.npy"], cache_file=tmp_path / "cache.sqlite")
+    assert (result.shape, result.dtype) == (SHAPE, "float32")
+    assert result.bad == [(tmp_path / "odd.npy", "shape (2, 5), expected (3, 20); dtype float64, expected float32")]
+
+
+def test_with_no_good_file_there_is_no_reference(tmp_path):
+    result = check_files(make_files(tmp_path, ["missing", "nan"]), cache_file=tmp_path / "cache.sqlite")
+    assert (result.shape, result.dtype) == ((), "")
+
+
+def test_a_file_name_that_is_not_utf8_is_checked_and_cached(tmp_path, monkeypatch):
+    # Linux names are bytes: one that is not UTF-8 reaches Python with surrogate escapes.
+    odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.npy"))
+    np.save(odd, good_array())
+    paths = make_files(tmp_path, ["good"]) + [odd]
+    cache = tmp_path / "cache.sqlite"
+    assert check_files(paths, cache_file=cache).ok.tolist() == [True, True]
+    inspections = count_inspections(monkeypatch)
+    assert check_files(paths[::-1], cache_file=cache).ok.tolist() == [True, True]  # another list
+    assert check_files(paths, cache_file=cache).ok.tolist() == [True, True]  # the same list
+    assert inspections.calls == 0
+
+
+def test_a_file_that_cannot_be_opened_directly_gets_np_loads_verdict(tmp_path, monkeypatch):
+    paths = make_files(tmp_path, ["good", "good"])
+    real_open = os.open
+
+    def refuse_first(path, *args, **kwargs):
+        if os.fspath(path) == str(paths[0]):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(filecheck.os, "open", refuse_first)
+    assert check_files(paths, cache_file=tmp_path / "cache.sqlite").ok.tolist() == [True, True]
+
+
 def test_prediction_outputs_and_other_suffixes(tmp_path, monkeypatch):
     paths = make_files(tmp_path, ["good"]) + [tmp_path / "test_probability.csv", tmp_path / "image.png"]
     (tmp_path / "image.png").write_bytes(b"png")
@@ -194,7 +278,7 @@ def test_another_list_reuses_the_stored_verdicts(tmp_path, monkeypatch):
     assert result.ok.tolist() == [False, True, True, False, True]
     [(corrupt, corrupt_reason), (nan, nan_reason)] = result.bad
     assert (corrupt, nan) == (paths[4], paths[1])
-    assert EXPECTED_REASON["corrupt"] in corrupt_reason and EXPECTED_REASON["nan"] in nan_reason
+    assert reason_is("corrupt", corrupt_reason, corrupt) and reason_is("nan", nan_reason, nan)
     assert check_files(paths[:4], cache_file=cache).ok.tolist() == [True, False, True, True]
     assert inspections.calls == 1
 
@@ -218,8 +302,12 @@ def test_cache_keeps_the_most_recent_lists(tmp_path, monkeypatch):
     with sqlite3.connect(cache) as conn:
         assert conn.execute(f"SELECT COUNT(*) FROM {filecheck._TABLE}").fetchone() == (filecheck._KEEP_LISTS,)
     inspections = count_inspections(monkeypatch)
+    # The list just written stays: rechecking it opens nothing ...
+    assert check_files([paths[-1]], cache_file=cache).bad == []
+    assert inspections.calls == 0
+    # ... while the two oldest lists were dropped.
     assert check_files(paths, cache_file=cache).bad == []
-    assert inspections.calls == 2  # the two oldest lists were dropped
+    assert inspections.calls == 2
 
 
 def test_a_tie_goes_to_the_shape_seen_first(tmp_path):
@@ -292,13 +380,38 @@ def checked_frame(tmp_path: Path, kinds: list[str]) -> tuple[pd.DataFrame, FileC
 
 def test_error_policy_names_first_bad_file_and_count(tmp_path):
     frame, result = checked_frame(tmp_path, ["good", "missing", "good", "nan", "corrupt"])
-    with pytest.raises(DataError, match=r"^data file .*x1\.npy: file not found \(and 2 more\)"):
+    with pytest.raises(DataError, match=r"^data file .*x1\.npy: file not found \(and 2 more\); on_bad_file: skip drops such rows$"):
         apply_bad_file_policy(frame, result, on_bad_file="error")
+    (tmp_path / "two").mkdir()
+    frame, result = checked_frame(tmp_path / "two", ["missing", "missing", "good"])
+    with pytest.raises(DataError, match=r"x0\.npy: file not found \(and 1 more\); on_bad_file"):
+        apply_bad_file_policy(frame, result, on_bad_file="error")
+    frame, result = checked_frame(tmp_path, ["good", "nan"])
+    with pytest.raises(DataError, match=r"x1\.npy: 1 non-finite value\(s\) \(NaN or inf\); on_bad_file"):
+        apply_bad_file_policy(frame, result, on_bad_file="error")
+
+
+@pytest.mark.parametrize(("n_bad", "tail"), [(3, "x3.npy (file not found)"), (4, " and 1 more"), (5, " and 2 more")])
+def test_skip_policy_names_three_bad_files_and_counts_the_rest(tmp_path, n_bad, tail):
+    frame, result = checked_frame(tmp_path, ["missing", "good", "nan", *["missing"] * (n_bad - 2)])
+    with pytest.warns(UserWarning) as record:
+        kept = apply_bad_file_policy(frame, result, on_bad_file="skip")
+    message = str(record[0].message)
+    assert message.startswith(f"skipping {n_bad} of {n_bad + 1} rows whose data file is bad: ")
+    assert message.count(".npy (") == 3 and message.endswith(tail)
+    assert "x0.npy (file not found), " in message and "x4.npy" not in message
+    assert kept.index.tolist() == [1]
+
+
+def test_policy_needs_the_check_of_this_frame(tmp_path):
+    frame, result = checked_frame(tmp_path, ["good", "missing"])
+    with pytest.raises(ValueError, match="^the file check covers 2 paths but the frame has 1 rows$"):
+        apply_bad_file_policy(frame.iloc[:1], result, on_bad_file="skip")
 
 
 def test_skip_policy_drops_bad_rows_with_a_warning(tmp_path):
     frame, result = checked_frame(tmp_path, ["good", "missing", "good", "nan"])
-    with pytest.warns(UserWarning, match=r"skipping 2 of 4 rows .*x1\.npy \(file not found\).*x3\.npy"):
+    with pytest.warns(UserWarning, match=r"skipping 2 of 4 rows .*x1\.npy \(file not found\), .*x3\.npy \(1 non-finite value\(s\) \(NaN or inf\)\)$"):
         kept = apply_bad_file_policy(frame, result, on_bad_file="skip")
     assert kept.index.tolist() == [0, 2]  # original index: still points into the path list
 
@@ -324,30 +437,96 @@ def test_paths_resolve_against_root(tmp_path):
     assert paths == [tmp_path / "a.npy", tmp_path / "sub" / "b.npy", tmp_path / "c.npy", tmp_path / "d.npy"]
 
 
-@pytest.mark.parametrize("escaping", ["../x.npy", "/etc/x.npy", "sub/../../x.npy"])
+@pytest.mark.parametrize("escaping", ["../x.npy", "/etc/x.npy", "sub/../../x.npy", "../data2/x.npy", "../dat"])
 def test_paths_escaping_root_are_refused_unless_allowed(tmp_path, escaping):
     root = tmp_path / "data"
     frame = pd.DataFrame({"path": ["ok.npy", escaping]})
-    with pytest.raises(DataError, match=rf"column 'path' row 1: path '{escaping}' is outside the data root"):
+    expected = rf"column 'path' row 1: path '{escaping}' is outside the data root {re.escape(str(root))}; paths"
+    with pytest.raises(DataError, match=expected):
         resolve_paths(frame, path_column="path", root=root, allow_outside_root=False)
     paths = resolve_paths(frame, path_column="path", root=root, allow_outside_root=True)
     assert paths[1] == Path(os.path.normpath(root / escaping))
+
+
+@pytest.mark.parametrize(("paths", "more"), [(["../a.npy", "../c.npy", "../d.npy"], 2), (["../a.npy", "../c.npy"], 1)])
+def test_every_escaping_path_is_counted(tmp_path, paths, more):
+    frame = pd.DataFrame({"path": ["ok.npy", paths[0], "b.npy", *paths[1:]]})
+    with pytest.raises(DataError) as error:
+        resolve_paths(frame, path_column="path", root=tmp_path / "data", allow_outside_root=False)
+    assert str(error.value) == (
+        f"labels column 'path' row 1: path '../a.npy' is outside the data root {tmp_path / 'data'} (and {more} more); "
+        "paths must be relative to the labels CSV's folder or inside it (allow_outside_root allows others)"
+    )
+
+
+def test_under_the_filesystem_root_every_path_is_inside():
+    frame = pd.DataFrame({"path": ["/srv/x.npy", "y.npy"]})
+    assert resolve_paths(frame, path_column="path", root=Path("/"), allow_outside_root=False) == [
+        Path("/srv/x.npy"),
+        Path("/y.npy"),
+    ]
+
+
+def test_a_symlinked_folder_inside_the_root_stays_allowed(tmp_path):
+    # Shared storage mounted into the data folder: the check is lexical, so it is inside.
+    (tmp_path / "shared").mkdir()
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "mounted").symlink_to(tmp_path / "shared")
+    frame = pd.DataFrame({"path": ["mounted/x.npy"]})
+    assert resolve_paths(frame, path_column="path", root=root, allow_outside_root=False) == [root / "mounted" / "x.npy"]
+
+
+def test_a_symlinked_root_accepts_absolute_paths_into_its_target(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    root = tmp_path / "link"
+    frame = pd.DataFrame({"path": [str(real / "x.npy"), "y.npy"]})
+    assert resolve_paths(frame, path_column="path", root=root, allow_outside_root=False) == [real / "x.npy", root / "y.npy"]
+    # A sibling whose name starts with the target's is still outside.
+    frame = pd.DataFrame({"path": [str(tmp_path / "realm" / "x.npy")]})
+    with pytest.raises(DataError, match="row 0: .* is outside the data root"):
+        resolve_paths(frame, path_column="path", root=root, allow_outside_root=False)
 
 
 def test_bad_path_values_and_missing_column(tmp_path):
     frame = pd.DataFrame({"path": ["a.npy", np.nan]})
     with pytest.raises(DataError, match=r"row 1: expected a file path, got nan"):
         resolve_paths(frame, path_column="path", root=tmp_path, allow_outside_root=False)
-    with pytest.raises(DataError, match=r"'file' not found; available columns: path"):
-        resolve_paths(frame, path_column="file", root=tmp_path, allow_outside_root=False)
+    with pytest.raises(DataError, match=r"^labels: path column 'file' not found; available columns: path, label$"):
+        resolve_paths(frame.assign(label=1), path_column="file", root=tmp_path, allow_outside_root=False)
+    with pytest.raises(DataError, match=r"row 0: expected a file path, got ' '$"):
+        resolve_paths(pd.DataFrame({"path": [" "]}), path_column="path", root=tmp_path, allow_outside_root=False)
 
 
 # --- packing -------------------------------------------------------------------------------
 
 
+def test_pack_features_counts_float32_overflow_and_nullable_missing_values(tmp_path):
+    big = pd.DataFrame({"x": [1.0, 1e39, 2.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the error says it; numpy need not warn too
+        with pytest.raises(DataError, match=r"^feature column 'x': 1 missing \(NaN\) or infinite value\(s\), first in row 1;"):
+            pack_features(big, ["x"], out_path=tmp_path / "big.npy")
+    nullable = pd.DataFrame({"n": pd.array([1, None, 3, None], dtype="Int64")})
+    with pytest.raises(DataError, match=r"^feature column 'n': 2 missing \(NaN\) or infinite value\(s\), first in row 1;"):
+        pack_features(nullable, ["n"], out_path=tmp_path / "nullable.npy")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_pack_arrays_round_trip_via_mmap(tmp_path, monkeypatch):
     paths = make_files(tmp_path, ["good"] * 4)
-    out = pack_arrays(paths[::-1], out_path=tmp_path / "packed" / "arrays-k.npy", shape=SHAPE)
+    # The output goes through a temp file beside it (so that os.replace is atomic), in
+    # folders made as needed.
+    out_dir = tmp_path / "packed" / "by-key"
+    beside = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: (beside.append(sorted(os.listdir(out_dir))), real_load(*a, **k))[1])
+    out = pack_arrays(paths[::-1], out_path=out_dir / "arrays-k.npy", shape=SHAPE)
+    monkeypatch.undo()
+    assert len(beside) == 4 and all(len(names) == 1 for names in beside)
+    assert re.fullmatch(r"\.arrays-k\.npy\..+\.tmp", beside[0][0]) and os.listdir(out_dir) == ["arrays-k.npy"]
     packed = np.load(out, mmap_mode="r")
     assert isinstance(packed, np.memmap) and packed.dtype == np.float32 and packed.shape == (4, *SHAPE)
     for i, path in enumerate(paths[::-1]):
@@ -355,6 +534,19 @@ def test_pack_arrays_round_trip_via_mmap(tmp_path, monkeypatch):
     loads = count_loads(monkeypatch)
     assert pack_arrays(paths, out_path=out, shape=SHAPE) == out  # exists: nothing is redone
     assert loads.calls == 0
+
+
+@pytest.mark.parametrize("kind", ["truncated", "pickle", "npz"])
+def test_pack_arrays_refuses_what_is_not_one_array(tmp_path, kind):
+    paths = make_files(tmp_path, ["good", kind])
+    expected = {
+        "truncated": lambda: f"cannot load as .npy: {numpy_load_error(paths[1])}",
+        "pickle": lambda: "cannot load as .npy: not a .npy array file (no .npy header, or pickled objects)",
+        "npz": lambda: "shape an .npz archive, expected (3, 20)",
+    }[kind]()
+    with pytest.raises(DataError) as error:
+        pack_arrays(paths, out_path=tmp_path / "packed.npy", shape=SHAPE)
+    assert str(error.value) == f"data file {paths[1]}: {expected}"
 
 
 def test_pack_arrays_refuses_wrong_shape_and_leaves_nothing(tmp_path):
@@ -377,6 +569,6 @@ def test_pack_features_round_trip_and_errors(tmp_path):
     frame.loc[1, "b"] = np.nan
     with pytest.raises(DataError, match=r"feature column 'b': 1 missing \(NaN\) or infinite .*first in row 1;"):
         pack_features(frame, ["a", "b"], out_path=tmp_path / "f3.npy")
-    with pytest.raises(DataError, match=r"'zz' not found"):
+    with pytest.raises(DataError, match=r"^features: column 'zz' not found; available columns: a, b, c, label$"):
         pack_features(frame, ["zz"], out_path=tmp_path / "f4.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.npy"]

@@ -160,6 +160,26 @@ def test_kfold_folds_partition_non_test_rows_and_test_is_fixed(case, seed):
     assert set().union(*valid_sets) == set(np.flatnonzero(~test))  # ... and covering
 
 
+@pytest.mark.parametrize("group", [None, "patient"])
+def test_kfold_folds_stay_equal_in_size_over_many_strata(group):
+    # 12 strata of uneven sizes: each stratum's rounding leftovers must not pile up in one
+    # fold. 900 non-test rows make 180 per fold; whole groups of 1-2 rows may cost one more.
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "label": rng.choice(["a", "b", "c", "d"], size=1000, p=[0.4, 0.3, 0.2, 0.1]),
+            "hos": rng.choice(["h1", "h2", "h3"], size=1000),
+            "patient": np.arange(1000) // 2 if group else np.arange(1000),
+        }
+    )
+    out = assign_quietly(frame, ["hos"], SplitSpec(test=0.1, folds=5, fold=0), group=group)
+    sizes = out["fold"].value_counts().sort_index()
+    assert abs(sizes[-1] - 100) <= 2
+    folds = sizes[sizes.index >= 0]
+    slack = 1 if group is None else 2
+    assert folds.max() - folds.min() <= slack and (abs(folds - 180) <= slack).all(), sizes.tolist()
+
+
 def test_rare_strata_warn_and_are_merged_per_class():
     frame = small_frame(n_per_class=40)
     frame.loc[[0, 1], "hos"] = "h9"  # class a x h9: 2 rows, too few for 3 splits
@@ -172,11 +192,35 @@ def test_rare_strata_warn_and_are_merged_per_class():
 
 
 def test_target_class_too_rare_for_every_split_is_a_data_error():
-    frame = small_frame()
-    frame.loc[:3, "label"] = "zz"  # 4 rows; test=0.2 needs 5 for one test row
-    frame = frame[(frame["label"] != "a") | (frame.index > 30)]
-    with pytest.raises(DataError, match=r"'zz' \(4 rows\)"):
+    # 'zz': 4 rows, where test=0.2 needs 5 for one test row; 7: 3 rows, named first as the rarest.
+    frame = pd.DataFrame({"label": ["a"] * 40 + ["zz"] * 4 + [7] * 3, "hos": "h1"})
+    with pytest.raises(DataError) as error:
         assign_splits(frame, target="label", stratify=["hos"], group=None, split=HOLDOUT, seed=0)
+    assert str(error.value) == (
+        "target 'label': class 7 (3 rows), 'zz' (4 rows) too rare; with test=0.2, valid=0.2 every split "
+        "(test, valid, train) gets a row of a class only from 5 rows up; drop or merge the class, "
+        "or use larger split fractions"
+    )
+    # 5 rows are enough for test=0.2 ...
+    assign_quietly(pd.DataFrame({"label": ["a"] * 40 + ["zz"] * 5, "hos": "h1"}), ["hos"], HOLDOUT)
+    # ... and k-fold needs a row per fold: folds=3 of test=0.25 leaves 0.25 each, 4 rows.
+    kfold = SplitSpec(test=0.25, folds=3, fold=0)
+    assert kfold.min_stratum_size == 4 and kfold.describe() == "test=0.25, folds=3"
+    frame = pd.DataFrame({"label": ["a"] * 40 + ["b"] * 3})
+    with pytest.raises(DataError, match=r"class 'b' \(3 rows\) too rare; with test=0.25, folds=3 every split \(test, fold 0, fold 1, fold 2\) gets a row of a class only from 4 rows up"):
+        assign_splits(frame, target="label", stratify=[], group=None, split=kfold, seed=0)
+
+
+def test_more_than_ten_rare_strata_are_counted_not_listed():
+    frame = pd.DataFrame({"label": ["a"] * 60 + ["b"] * 60, "hos": ["h0"] * 40 + [f"r{i}" for i in range(20)] + ["h0"] * 60})
+    with pytest.warns(UserWarning) as record:
+        assign_splits(frame, target="label", stratify=["hos"], group=None, split=HOLDOUT, seed=0)
+    message = str(record[0].message)
+    assert message.startswith(
+        "20 strata of (label, hos) have fewer than 5 rows, too few for every split to get one; "
+        "merged into a rare bucket per 'label': (a, r0): 1, (a, r1): 1, "
+    )
+    assert message.endswith("(a, r9): 1 and 10 more")
 
 
 def test_missing_column_lists_available_columns():
@@ -194,22 +238,65 @@ def test_nan_in_used_column_names_column_and_count(column):
         assign_splits(frame, target="label", stratify=["hos"], group="patient", split=HOLDOUT, seed=0)
 
 
-def test_reserved_output_column_is_refused():
-    frame = small_frame().assign(split="x")
-    with pytest.raises(DataError, match="'split' is reserved"):
+@pytest.mark.parametrize("column", ["split", "fold"])
+def test_reserved_output_column_is_refused(column):
+    frame = small_frame().assign(**{column: 1})
+    with pytest.raises(DataError, match=rf"^labels: column '{column}' is reserved for the manifest's output; rename it in the labels$"):
         assign_splits(frame, target="label", stratify=[], group=None, split=HOLDOUT, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("frame", "kwargs", "message"),
+    [
+        (small_frame(), dict(stratify="hos"), r"^stratify: expected a list of column names, got the string 'hos'$"),
+        (small_frame().iloc[:0], dict(stratify=[]), r"^labels: no rows; the split needs at least one row per split$"),
+        (small_frame(), dict(stratify=[], seed=-1), r"^seed: expected a non-negative integer, got -1$"),
+        (small_frame(), dict(stratify=[], seed=True), r"^seed: expected a non-negative integer, got True$"),
+    ],
+)
+def test_bad_arguments_are_named(frame, kwargs, message):
+    error = ConfigError if "seed" in kwargs else DataError
+    with pytest.raises(error, match=message):
+        assign_splits(frame, **{"target": "label", "group": None, "split": HOLDOUT, "seed": 0, **kwargs})
 
 
 def test_too_few_groups_is_a_data_error_naming_the_group_column():
     frame = small_frame().assign(patient=lambda f: np.where(f.index % 2, "p1", "p2"))
-    with pytest.raises(DataError, match=r"group column 'patient': 2 group\(s\)"):
+    with pytest.raises(DataError) as error:
         assign_splits(frame, target="label", stratify=[], group="patient", split=HOLDOUT, seed=0)
+    assert str(error.value) == (
+        "group column 'patient': 2 group(s), but a group lives in one split and test=0.2, valid=0.2 "
+        "needs at least 3 (test, valid, train)"
+    )
+    # Three groups can be enough: each class in groups of 6, 6 and 18 of its 30 rows.
+    frame["patient"] = np.tile(np.repeat([0, 1, 2], [6, 6, 18]), 3)
+    out = assign_splits(frame, target="label", stratify=[], group="patient", split=HOLDOUT, seed=0)
+    first, second, large = out.groupby("patient")["split"].first()
+    assert {first, second} == {"test", "valid"} and large == "train"
 
 
 def test_class_living_in_one_group_is_a_data_error():
     frame = small_frame()
     frame.loc[frame["label"] == "c", "patient"] = "p-c"
-    with pytest.raises(DataError, match=r"group column 'patient'.*'c' in 1 group"):
+    frame.loc[frame["label"] == "b", "patient"] = np.where(frame.index[frame["label"] == "b"] % 2, "p-b1", "p-b2")
+    with pytest.raises(DataError) as error:
+        assign_splits(frame, target="label", stratify=[], group="patient", split=HOLDOUT, seed=0)
+    assert str(error.value) == (
+        "group column 'patient': target 'label' class 'b' in 2 group(s), 'c' in 1 group(s); a group lives in "
+        "one split, so every class needs rows in at least 3 groups to reach every split with test=0.2, valid=0.2"
+    )
+
+
+def test_a_class_whose_groups_are_too_uneven_is_a_data_error():
+    # Class c lives in three groups, two of them large ones with 30 rows of class a: those two
+    # both belong in train, so c reaches only one of valid and test.
+    frame = pd.DataFrame(
+        {
+            "label": ["a"] * 30 + ["c"] * 2 + ["a"] * 30 + ["c"] * 2 + ["c"] + ["a"] * 40 + ["b"] * 50,
+            "patient": ["g1"] * 32 + ["g2"] * 32 + ["g3"] + [f"p{i}" for i in range(90)],
+        }
+    )
+    with pytest.raises(DataError, match=r"^group column 'patient': 'label' class 'c' \(5 rows\) reaches no row of (test|valid|train) with test=0.2, valid=0.2; its groups are too few or too uneven to reach every split$"):
         assign_splits(frame, target="label", stratify=[], group="patient", split=HOLDOUT, seed=0)
 
 
@@ -255,6 +342,70 @@ def test_describe_reports_counts_shares_folds_and_leakage():
     assert "groups in more than one fold: 0" in text
 
 
+def _cells(text: str, title: str) -> list[list[tuple[int, float]]]:
+    """The (count, share %) cells of each value row of the table under `title`, in order."""
+    lines = text.splitlines()
+    start = lines.index(f"{title}: count (share within split)")
+    assert lines[start + 1].split() == ["train", "valid", "test", "all"]
+    rows = []
+    for line in lines[start + 3 :]:
+        cells = re.findall(r"(\d+) \((\d+\.\d)%\)", line)
+        if not cells:
+            break
+        rows.append([(int(n), float(share)) for n, share in cells])
+    return rows
+
+
+def test_describe_by_hand():
+    frame = pd.DataFrame(
+        {
+            "label": list("aaaaaabbbb"),
+            "hos": ["h1", "h1", "h2", "h2", "h1", "h2", "h1", "h2", "h2", "h1"],
+            "patient": ["p1", "p1", "p2", "p3", "p1", "p4", "p5", "p6", "p7", "p5"],
+            "split": ["train", "train", "train", "test", "valid", "train", "train", "test", "valid", "train"],
+            "fold": [0, 0, 1, -1, 1, 0, 1, -1, 0, 1],
+        }
+    )
+    text = describe_manifest(frame, stratify=["label", "hos"], group="patient")
+    lines = text.splitlines()
+    assert lines[:7] == [
+        "rows: 10",
+        "  train         6   60.0%",
+        "  valid         2   20.0%",
+        "  test          2   20.0%",
+        "rows per fold (test rows excluded):",
+        "  fold 0          4",
+        "  fold 1          4",
+    ]
+    # Shares are within each split's column (and over all rows in the last).
+    assert _cells(text, "label") == [
+        [(4, 66.7), (1, 50.0), (1, 50.0), (6, 60.0)],
+        [(2, 33.3), (1, 50.0), (1, 50.0), (4, 40.0)],
+    ]
+    assert _cells(text, "hos") == [
+        [(4, 66.7), (1, 50.0), (0, 0.0), (5, 50.0)],
+        [(2, 33.3), (1, 50.0), (2, 100.0), (5, 50.0)],
+    ]
+    assert _cells(text, "label x hos") == [
+        [(2, 33.3), (1, 50.0), (0, 0.0), (3, 30.0)],
+        [(2, 33.3), (0, 0.0), (1, 50.0), (3, 30.0)],
+        [(2, 33.3), (0, 0.0), (0, 0.0), (2, 20.0)],
+        [(0, 0.0), (1, 50.0), (1, 50.0), (2, 20.0)],
+    ]
+    # p1 is in train and valid, and in folds 0 and 1.
+    assert lines[-3:] == [
+        "groups (patient): 7 (train 4, valid 2, test 2)",
+        "  groups in more than one split: 1",
+        "  groups in more than one fold: 1",
+    ]
+
+
+def test_describe_needs_the_manifest_columns():
+    frame = pd.DataFrame({"label": ["a"], "split": ["train"]})
+    with pytest.raises(DataError, match=r"^manifest: column 'hos', 'patient' not found; available columns: label, split$"):
+        describe_manifest(frame, stratify=["label", "hos"], group="patient")
+
+
 # --- cache -------------------------------------------------------------------------------
 
 
@@ -270,8 +421,17 @@ def test_manifest_is_reused_until_labels_or_settings_change(tmp_path):
     assert not first.reused and first.path.exists()
     assert first.path.name == f"manifest-{first.content_hash[:16]}.csv"
     meta = json.loads(first.path.with_suffix(".json").read_text())
-    assert meta["hash"] == first.content_hash and meta["n_rows"] == len(frame)
-    assert meta["split"] == {"test": 0.2, "valid": 0.2, "folds": None, "fold": None}
+    assert meta == {
+        "format_version": 1,
+        "target": "label",
+        "stratify": ["hos"],
+        "group": "patient",
+        "split": {"test": 0.2, "valid": 0.2, "folds": None, "fold": None},
+        "seed": 0,
+        "hash": first.content_hash,
+        "n_rows": len(frame),
+    }
+    assert re.fullmatch(r"[0-9a-f]{64}", first.content_hash)
     assert pd.read_csv(first.path)["split"].tolist() == first.frame["split"].tolist()
 
     again = build(frame, tmp_path)
@@ -284,6 +444,43 @@ def test_manifest_is_reused_until_labels_or_settings_change(tmp_path):
     assert not build(frame, tmp_path, split=SplitSpec(test=0.2, valid=0.3)).reused
     assert not build(frame, tmp_path, seed=1).reused
     assert build(frame, tmp_path).reused
+    # Every setting is part of the key, not only the split and the seed.
+    others = [
+        dict(target="hos", stratify=["label"], group="patient"),
+        dict(target="label", stratify=[], group="patient"),
+        dict(target="label", stratify=["hos"], group=None),
+    ]
+    for settings in others:
+        other = build_or_load_manifest(frame, split=HOLDOUT, seed=0, cache_dir=tmp_path, **settings)
+        assert not other.reused and other.content_hash != first.content_hash
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text.replace(",train\n", ",bogus\n", 1),  # a split name that is not one
+        lambda text: "\n".join(text.splitlines()[:-1]) + "\n",  # a row short
+        lambda text: text.replace("split", "parts", 1),  # no split column
+    ],
+)
+def test_a_damaged_cached_manifest_is_rebuilt(tmp_path, damage):
+    first = build(small_frame(), tmp_path)
+    first.path.write_text(damage(first.path.read_text()))
+    again = build(small_frame(), tmp_path)
+    assert not again.reused
+    pd.testing.assert_frame_equal(again.frame, first.frame)
+    assert build(small_frame(), tmp_path).reused  # the rebuilt cache is whole again
+
+
+def test_a_sidecar_for_other_labels_is_not_trusted(tmp_path):
+    first = build(small_frame(), tmp_path)
+    sidecar = first.path.with_suffix(".json")
+    for key, value in [("hash", "0" * 64), ("n_rows", 91)]:
+        meta = json.loads(sidecar.read_text())
+        sidecar.write_text(json.dumps({**meta, key: value}))
+        assert not build(small_frame(), tmp_path).reused
+    sidecar.write_text("[1, 2]")
+    assert not build(small_frame(), tmp_path).reused
 
 
 def test_kfold_manifest_cache_keeps_fold_column(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -82,7 +83,10 @@ def test_multiclass_skips_a_class_absent_from_labels() -> None:
     ],
 )
 def test_auroc_is_nan_with_one_class_present(y: np.ndarray, proba: np.ndarray) -> None:
-    metrics = classification_metrics(y, proba)
+    # Quietly: a tiny validation split can hold one class, every epoch of every trial.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics = classification_metrics(y, proba)
     assert math.isnan(metrics["auroc"])
     assert not math.isnan(metrics["accuracy"])
 
@@ -101,6 +105,17 @@ def test_confident_mistake_gives_a_large_finite_loss() -> None:
     assert metrics["loss"] == pytest.approx(-np.log(1e-15) / 2)
 
 
+def test_low_precision_probabilities_are_scored_in_float64() -> None:
+    # Half-precision softmax output (AMP) is widened first: the log and the sums in float16
+    # would be off in the third decimal.
+    y = np.array([0, 1, 1, 0, 1])
+    proba16 = _binary([0.1, 0.7, 0.35, 0.2, 0.9]).astype(np.float16)
+    metrics = classification_metrics(y, proba16)
+    expected = classification_metrics(y, proba16.astype(np.float64))
+    for name in METRIC_NAMES:
+        assert metrics[name] == pytest.approx(expected[name], rel=1e-12), name
+
+
 def test_non_finite_probabilities_give_nan_everywhere() -> None:
     proba = _binary([0.2, 0.7])
     proba[0] = np.nan
@@ -112,16 +127,87 @@ def test_non_finite_probabilities_give_nan_everywhere() -> None:
 @pytest.mark.parametrize(
     ("y", "proba", "match"),
     [
-        (np.array([0, 1]), _binary([0.5, 0.5, 0.5]), "y_true must be shaped"),
-        (np.array([0, 2]), _binary([0.5, 0.5]), r"outside \[0, 1\]"),
-        (np.array([0.0, 1.0]), _binary([0.5, 0.5]), "integer class labels"),
-        (np.array([0, 1]), np.array([0.5, 0.5]), "proba must be shaped"),
-        (np.array([], dtype=int), np.empty((0, 2)), "no samples"),
+        (np.array([0, 1]), _binary([0.5, 0.5, 0.5]), r"^y_true must be shaped \[3\] to match proba, got \[2\]$"),
+        (np.array([[0, 1]]), _binary([0.5]), r"^y_true must be shaped \[1\] to match proba, got \[1, 2\]$"),
+        (np.array([0, 2]), _binary([0.5, 0.5]), r"^y_true holds labels in \[0, 2\], outside \[0, 1\] for proba's columns$"),
+        (np.array([-1, 1]), _binary([0.5, 0.5]), r"outside \[0, 1\]"),
+        (np.array([0.0, 1.0]), _binary([0.5, 0.5]), r"^y_true must hold integer class labels, got dtype float64$"),
+        (np.array([0, 1]), np.array([0.5, 0.5]), r"^proba must be shaped \[N, num_classes >= 2\], got \[2\]$"),
+        (np.array([0]), np.array([[1.0]]), r"^proba must be shaped \[N, num_classes >= 2\], got \[1, 1\]$"),
+        (np.array([], dtype=int), np.empty((0, 2)), "^no samples to score$"),
     ],
 )
 def test_malformed_input_is_rejected(y: np.ndarray, proba: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         classification_metrics(y, proba)
+
+
+def test_macro_f1_weighs_classes_equally_whatever_their_size() -> None:
+    y = np.array([0, 0, 0, 0, 1, 1])
+    proba = _binary([0.2, 0.3, 0.4, 0.7, 0.6, 0.45])  # predictions [0, 0, 0, 1, 1, 0]
+    # Class 0: 3 TP, 1 FP, 1 FN -> F1 3/4; class 1: 1 TP, 1 FP, 1 FN -> F1 1/2. Macro: 5/8.
+    # Weighted by class size it would be 2/3, as would micro F1 (= accuracy).
+    assert classification_metrics(y, proba)["f1_macro"] == pytest.approx(5 / 8)
+
+
+def test_ece_keeps_neighbouring_bins_apart() -> None:
+    # Bins are (k/15, (k+1)/15]. Confidence 0.6 = 9/15 is the top edge of bin 8 and 0.62 lies in
+    # bin 9; 0.9 is in bin 13 and 0.95 in bin 14, the last. In each pair one is right and one
+    # wrong, so merging either pair (binning off by one at either end) lowers the ECE.
+    y = np.array([0, 1, 1, 2])
+    proba = np.array([[0.6, 0.3, 0.1], [0.62, 0.2, 0.18], [0.05, 0.9, 0.05], [0.95, 0.03, 0.02]])
+    assert classification_metrics(y, proba)["ece"] == pytest.approx((0.4 + 0.62 + 0.1 + 0.95) / 4)
+
+
+def test_ece_gives_the_lowest_confidences_their_own_bin() -> None:
+    # With 20 classes a confidence can fall in bin 0, (0, 1/15]: 0.05 (right) must not
+    # share bin 1, (1/15, 2/15], with 0.1 (wrong). An all-zero row has confidence 0,
+    # which counts in bin 0 too (its sample is right: argmax picks class 0).
+    uniform = np.full(20, 0.05)
+    peaked = np.array([0.1] * 2 + [0.9 / 18] * 18)
+    y = np.array([0, 3, 0])
+    proba = np.stack([uniform, peaked, np.zeros(20)])
+    # Bin 0: |(1 - 0.05) + (1 - 0)| = 1.95; bin 1: |0 - 0.1| = 0.1.
+    assert classification_metrics(y, proba)["ece"] == pytest.approx((1.95 + 0.1) / 3)
+
+
+def test_f1_of_a_model_that_predicts_one_class_warns_nothing() -> None:
+    # Early epochs often predict a single class; that is a score of 0 for the others, not a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics = classification_metrics(np.array([0, 1, 1, 2]), np.tile([0.2, 0.7, 0.1], (4, 1)))
+    # Class 1: precision 2/4, recall 1 -> F1 2/3; classes 0 and 2 never predicted: F1 0.
+    assert metrics["f1_macro"] == pytest.approx((2 / 3) / 3)
+
+
+def _reference_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """The documented definitions, computed the slow, obvious way."""
+    n, num_classes = proba.shape
+    predicted = [max(range(num_classes), key=lambda c: (proba[i, c], -c)) for i in range(n)]
+    f1s = []
+    for c in sorted(set(y.tolist()) | set(predicted)):
+        tp = sum(1 for t, p in zip(y, predicted) if t == c and p == c)
+        fp = sum(1 for t, p in zip(y, predicted) if t != c and p == c)
+        fn = sum(1 for t, p in zip(y, predicted) if t == c and p != c)
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    aurocs = []
+    for c in [1] if num_classes == 2 else range(num_classes):
+        pos = [proba[i, c] for i in range(n) if y[i] == c]
+        neg = [proba[i, c] for i in range(n) if y[i] != c]
+        if pos and neg:
+            aurocs.append(sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / (len(pos) * len(neg)))
+    gaps = 0.0
+    confidence = proba.max(axis=1)
+    for k in range(15):
+        in_bin = [i for i in range(n) if k / 15 < confidence[i] <= (k + 1) / 15]
+        gaps += abs(sum((predicted[i] == y[i]) - confidence[i] for i in in_bin))
+    return {
+        "loss": -sum(math.log(proba[i, y[i]]) for i in range(n)) / n,
+        "accuracy": sum(p == t for p, t in zip(predicted, y)) / n,
+        "f1_macro": sum(f1s) / len(f1s),
+        "auroc": sum(aurocs) / len(aurocs) if aurocs else math.nan,
+        "ece": gaps / n,
+    }
 
 
 @settings(max_examples=40, deadline=None)
@@ -130,11 +216,13 @@ def test_malformed_input_is_rejected(y: np.ndarray, proba: np.ndarray, match: st
     n=st.integers(1, 60),
     num_classes=st.integers(2, 5),
 )
-def test_bounds_on_random_input(seed: int, n: int, num_classes: int) -> None:
+def test_matches_the_definitions_on_random_input(seed: int, n: int, num_classes: int) -> None:
     rng = np.random.default_rng(seed)
-    proba = rng.dirichlet(np.ones(num_classes), size=n)
-    metrics = classification_metrics(rng.integers(0, num_classes, n), proba)
-    assert metrics["loss"] >= 0
-    for name in ("accuracy", "f1_macro", "ece"):
-        assert 0 <= metrics[name] <= 1
-    assert math.isnan(metrics["auroc"]) or 0 <= metrics["auroc"] <= 1
+    # Uneven class frequencies, and probabilities rounded to tenths so that ties occur.
+    y = rng.choice(num_classes, size=n, p=rng.dirichlet(np.ones(num_classes)))
+    proba = np.round(rng.dirichlet(np.ones(num_classes), size=n), 1) + 1e-3
+    proba /= proba.sum(axis=1, keepdims=True)
+    metrics = classification_metrics(y, proba)
+    expected = _reference_metrics(y, proba)
+    for name in METRIC_NAMES:
+        assert metrics[name] == pytest.approx(expected[name], nan_ok=True), name

@@ -226,9 +226,15 @@ def test_step_scheduler_decays_per_epoch() -> None:
     np.testing.assert_allclose(_epoch_lrs(solver, model, optimizer, 6), [0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
 
 
-def test_step_scheduler_defaults_to_a_third_of_the_epochs() -> None:
-    solver, model, optimizer = _setup(lr=0.1, epochs=9, lr_scheduler="step")
-    np.testing.assert_allclose(_epoch_lrs(solver, model, optimizer, 9), [0.1] * 3 + [0.01] * 3 + [0.001] * 3)
+@pytest.mark.parametrize(
+    ("epochs", "step_size", "decays_after"),
+    [(9, None, 3), (7, None, 2), (2, None, 1), (6, 1, 1), (6, 4, 4)],
+)
+def test_step_scheduler_decays_every_step_size_epochs(epochs: int, step_size: int | None, decays_after: int) -> None:
+    # step_size None: a third of the epochs, rounded down, at least 1.
+    solver, model, optimizer = _setup(lr=0.1, epochs=epochs, lr_scheduler="step", step_size=step_size)
+    expected = [0.1 * 0.1 ** (k // decays_after) for k in range(epochs)]
+    np.testing.assert_allclose(_epoch_lrs(solver, model, optimizer, epochs), expected)
 
 
 def test_cosine_scheduler_anneals_per_epoch() -> None:
@@ -263,11 +269,23 @@ def test_onecycle_holds_its_last_rate_past_the_planned_steps() -> None:
     assert _lr(optimizer) < 1e-3
 
 
-def test_onecycle_needs_steps_per_epoch() -> None:
+@pytest.mark.parametrize("steps", [None, 0, 2.0])
+def test_onecycle_needs_steps_per_epoch(steps: Any) -> None:
     torch.manual_seed(0)
     solver = _solver(lr_scheduler="onecycle")
-    with pytest.raises(ValueError, match="steps_per_epoch"):
-        solver.configure_optimizer(solver.build_model(SHAPES["tabular"], NUM_CLASSES))
+    with pytest.raises(ValueError, match=rf"onecycle' needs steps_per_epoch >= 1, got {steps!r}$"):
+        solver.configure_optimizer(solver.build_model(SHAPES["tabular"], NUM_CLASSES), steps)
+
+
+def test_onecycle_with_one_batch_per_epoch() -> None:
+    solver, model, optimizer = _setup(lr=0.1, epochs=5, lr_scheduler="onecycle", steps_per_epoch=1)
+    lrs = []
+    for _ in range(5):
+        lrs.append(_lr(optimizer))
+        solver.train_epoch(model, _batches("tabular", 8, 8), optimizer, "cpu")
+        solver.end_epoch()
+    # Five planned steps, one per epoch: up from lr / 25 towards lr, then down.
+    assert lrs[0] == pytest.approx(0.1 / 25) and lrs[1] > lrs[0] and lrs[1] > lrs[2] > lrs[3] > lrs[4]
 
 
 @pytest.mark.parametrize(("scheduler", "optimizer"), [("step", "sgd"), ("cosine", "adamw"), ("onecycle", "adam")])
@@ -306,9 +324,27 @@ def test_loading_scheduler_state_into_a_solver_without_one_is_an_error() -> None
     solver, model, opt = _setup(lr_scheduler="cosine")
     state = solver.training_state()
     other, _, _ = _setup()
-    with pytest.raises(ValueError, match="lr_scheduler is 'none'"):
+    with pytest.raises(ValueError) as error:
         other.load_training_state(state)
+    assert str(error.value) == (
+        "load_training_state: the state has LR scheduler state but this solver's lr_scheduler is 'none' "
+        "(call configure_optimizer first)"
+    )
     other.load_training_state({})
+    with pytest.raises(ValueError) as error:
+        solver.load_training_state({})
+    assert str(error.value) == (
+        "load_training_state: the state has no LR scheduler state but this solver's lr_scheduler is 'cosine'"
+    )
+
+
+def test_grad_scaler_state_waits_for_the_scaler_and_is_checkpointed_meanwhile() -> None:
+    # A float16 run's checkpoint resumed where no scaler exists yet (it is made on the first
+    # CUDA batch): its state is kept, and a checkpoint taken before then still carries it.
+    solver, _, _ = _setup()
+    scaler_state = {"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000, "_growth_tracker": 7}
+    solver.load_training_state({"grad_scaler": scaler_state})
+    assert solver.training_state() == {"grad_scaler": scaler_state}
 
 
 # ---- augmentations ------------------------------------------------------------------------------
@@ -356,6 +392,39 @@ def test_image_shift_moves_whole_pixels() -> None:
     assert torch.equal(shifted.sum(dim=(1, 2, 3)), torch.ones(8))  # one pixel, copied exactly
     positions = {tuple(torch.nonzero(image[0])[0].tolist()) for image in shifted}
     assert all(abs(r - 4) <= 1 and abs(c - 4) <= 1 for r, c in positions) and len(positions) > 1
+
+
+def test_predict_proba_takes_bare_inputs_as_well_as_pairs() -> None:
+    solver, model, _ = _setup("signal")
+    batches = _batches("signal", 12, 5)
+    pairs = solver.predict_proba(model, batches, "cpu")
+    bare = solver.predict_proba(model, [x for x, _ in batches], "cpu")
+    assert pairs.shape == (12, NUM_CLASSES) and pairs.dtype == np.float64
+    np.testing.assert_array_equal(bare, pairs)
+
+
+def test_float64_inputs_and_int32_labels_are_converted() -> None:
+    # pandas hands tabular features over as float64, numpy labels may be int32.
+    solver, model, optimizer = _setup()
+    batches = _batches("tabular", 16, 8)
+    proba = solver.predict_proba(model, batches, "cpu")
+    np.testing.assert_array_equal(solver.predict_proba(model, [(x.double(), y) for x, y in batches], "cpu"), proba)
+    loss = solver.train_epoch(model, [(x.double(), y.int()) for x, y in batches], optimizer, "cpu")
+    assert math.isfinite(loss)
+
+
+def test_a_loader_of_one_sample_trains() -> None:
+    solver, model, optimizer = _setup()
+    x, y = _batches("tabular", 1, 1)[0]
+    assert math.isfinite(solver.train_epoch(model, [(x, y)], optimizer, "cpu"))
+
+
+def test_empty_loaders_are_errors() -> None:
+    solver, model, optimizer = _setup()
+    with pytest.raises(ValueError, match="^predict_proba: the loader yielded no batches$"):
+        solver.predict_proba(model, [], "cpu")
+    with pytest.raises(ValueError, match="^train_epoch: the loader yielded no batches$"):
+        solver.train_epoch(model, [], optimizer, "cpu")
 
 
 def test_augmentation_runs_in_training_only() -> None:
@@ -409,11 +478,37 @@ def test_mixup_and_cutmix_train_with_a_finite_loss(kind: str) -> None:
     assert math.isfinite(loss) and loss > 0
 
 
+@pytest.mark.parametrize(
+    ("mixup_alpha", "cutmix_alpha", "expected"),
+    [(0.4, 0.0, {"mixup"}), (0.0, 0.7, {"cutmix"}), (0.4, 0.7, {"mixup", "cutmix"})],
+)
+def test_each_batch_gets_mixup_or_cutmix_as_configured(monkeypatch, mixup_alpha, cutmix_alpha, expected) -> None:
+    import solvers.base
+
+    calls: list[tuple[str, float, int]] = []
+    for name in ("mixup", "cutmix"):
+        real = getattr(solvers.base, name)
+
+        def record(x, y, num_classes, alpha, *args, _name=name, _real=real):
+            calls.append((_name, alpha, num_classes))
+            return _real(x, y, num_classes, alpha, *args)
+
+        monkeypatch.setattr(solvers.base, name, record)
+    solver, model, optimizer = _setup("signal", mixup=mixup_alpha, cutmix=cutmix_alpha)
+    solver.train_epoch(model, _batches("signal", 80, 4), optimizer, "cpu")
+    assert len(calls) == 20 and {name for name, _, _ in calls} == expected
+    assert all(alpha == (mixup_alpha if name == "mixup" else cutmix_alpha) for name, alpha, _ in calls)
+    assert {num_classes for _, _, num_classes in calls} == {NUM_CLASSES}
+    if len(expected) == 2:  # both on: each batch draws one, about half and half
+        assert 4 <= sum(name == "cutmix" for name, _, _ in calls) <= 16
+
+
 def test_mixing_without_prepare_is_an_error() -> None:
     torch.manual_seed(0)
     solver = _solver(mixup=0.2)
     model = solver.build_model(SHAPES["tabular"], NUM_CLASSES)
-    with pytest.raises(RuntimeError, match=r"call prepare\(train_labels, num_classes\) first"):
+    expected = r"^train_epoch: call prepare\(train_labels, num_classes\) first \(mixup, cutmix and class_weights need it\)$"
+    with pytest.raises(RuntimeError, match=expected):
         solver.train_epoch(model, _batches("tabular", 8, 4), solver.configure_optimizer(model), "cpu")
 
 
@@ -448,6 +543,13 @@ def test_class_weights_are_inverse_frequency() -> None:
     assert unweighted.loss(logits, y) == F.cross_entropy(logits, y)
 
 
+@pytest.mark.parametrize("labels", [[0, 1, 3], [-1, 0, 1]])
+def test_class_weights_refuse_labels_outside_the_classes(labels: list[int]) -> None:
+    low, high = min(labels), max(labels)
+    with pytest.raises(ValueError, match=rf"^class_weights: labels must be class indices in \[0, 3\), got {low}\.\.{high}$"):
+        inverse_frequency_weights(np.array(labels), 3)
+
+
 def test_a_class_without_samples_gets_weight_zero_and_a_warning() -> None:
     with pytest.warns(UserWarning, match=r"classes \[2\] have no training samples"):
         weights = inverse_frequency_weights(np.array([0, 0, 1]), 3)
@@ -463,15 +565,21 @@ def test_default_loop_is_the_plain_pytorch_loop() -> None:
     reference_optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-3, weight_decay=0.0)
     batches = _batches("signal", 20, 8)
     rng = torch.get_rng_state()
-    solver.train_epoch(model, batches, optimizer, "cpu")
+    mean_loss = solver.train_epoch(model, batches, optimizer, "cpu")
     assert torch.equal(torch.get_rng_state(), rng)  # without dropout, not one random draw
     reference.train()
+    summed = 0.0
     for x, y in batches:
         reference_optimizer.zero_grad()
-        F.cross_entropy(reference(x), y).backward()
+        loss = F.cross_entropy(reference(x), y)
+        loss.backward()
         reference_optimizer.step()
+        summed += loss.item() * len(y)
     for a, b in zip(model.state_dict().values(), reference.state_dict().values()):
         assert torch.equal(a, b)
+    # Batches of 8, 8 and 4: the mean is per sample, not per batch.
+    assert [len(y) for _, y in batches] == [8, 8, 4]
+    assert mean_loss == pytest.approx(summed / 20, rel=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -519,9 +627,37 @@ def test_early_stopping_min() -> None:
     assert stopper.best == 0.8
 
 
+def test_early_stopping_defaults_to_max_without_min_delta() -> None:
+    stopper = EarlyStopping(patience=1)
+    assert (stopper.mode, stopper.min_delta) == ("max", 0.0)
+    assert _stop_epochs(stopper, [0.5, 0.50001, 0.4]) == [False, False, True]
+
+
 def test_early_stopping_with_patience_one_stops_at_the_first_non_improvement() -> None:
     stopper = EarlyStopping(patience=1, mode="min")
     assert _stop_epochs(stopper, [3.0, 2.0, 2.0]) == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    ("mode", "scores"),
+    [("min", [float("nan"), 1.0, 0.9, 0.95, 0.97]), ("max", [float("nan"), 0.1, 0.2, 0.15, 0.12])],
+)
+def test_early_stopping_after_a_nan_first_epoch_takes_the_next_score_as_best(mode: str, scores: list) -> None:
+    stopper = EarlyStopping(patience=2, mode=mode)
+    assert stopper.update(scores[0]) is False
+    assert (stopper.best, stopper.bad_epochs) == (None, 1)
+    # The first real score is an improvement on nothing, the second one on it.
+    assert _stop_epochs(stopper, scores[1:]) == [False, False, False, True]
+    assert stopper.best == scores[2]
+
+
+def test_early_stopping_state_before_any_real_score_round_trips() -> None:
+    first = EarlyStopping(patience=3, mode="max")
+    first.update(float("nan"))
+    second = EarlyStopping(patience=3, mode="max")
+    second.load_state_dict(_round_trip(first.state_dict()))
+    assert (second.best, second.bad_epochs) == (None, 1)
+    assert _stop_epochs(second, [0.5, 0.4, 0.4, 0.4]) == [False, False, False, True]
 
 
 @pytest.mark.parametrize("mode", ["min", "max"])
@@ -541,7 +677,10 @@ def test_early_stopping_survives_a_state_dict_round_trip(mode: str) -> None:
     [
         ((0, 0.0, "max"), "patience"),
         ((True, 0.0, "max"), "patience"),
+        ((2.0, 0.0, "max"), "patience"),
         ((2, -0.1, "max"), "min_delta"),
+        ((2, float("inf"), "max"), "min_delta"),
+        ((2, "0.1", "max"), "min_delta"),
         ((2, 0.0, "up"), "mode"),
     ],
 )

@@ -1,16 +1,22 @@
 """The per-worker loop without Ray: reporting, checkpoint resume, early stopping."""
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import torch
 
+from trial import worker
 from trial.config import resolve
 from trial.context import LocalContext
-from trial.data import prepare_data
+from trial.data import open_split, prepare_data
+from trial.sampler import BalancedBatchSampler, composite_keys
 from trial.tune_glue import sweep_job
-from trial.worker import train_solver
+from trial.worker import TrialJob, train_solver
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +35,119 @@ def job(tmp_path_factory):
     return sweep_job(config, prepare_data(config)).with_trial_params({"lr": 3e-3})
 
 
+@dataclass
+class KeepEveryCheckpoint(LocalContext):
+    """LocalContext that also keeps each epoch's checkpoint, not only the last."""
+
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+    def report(self, metrics, checkpoint=None):
+        super().report(metrics, checkpoint)
+        self.checkpoints.append(dict(checkpoint))
+
+
+def scripted_scores(monkeypatch, job: TrialJob, scores: list[float]) -> None:
+    """Make each epoch's validation report the next of `scores` as the searched metric."""
+    remaining = iter(scores)
+    monkeypatch.setattr(worker, "evaluate", lambda *args, **kwargs: {job.metric: next(remaining)})
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize(
+    ("mode", "score", "best", "expected"),
+    [
+        ("max", 0.8, 0.7, True),
+        ("max", 0.7, 0.7, False),  # a tie keeps the earlier epoch
+        ("max", 0.6, 0.7, False),
+        ("min", 0.6, 0.7, True),
+        ("min", 0.7, 0.7, False),
+        ("min", 0.8, 0.7, False),
+        ("min", 5.0, None, True),  # the first real score is the best so far
+        ("max", float("nan"), 0.7, False),
+        ("min", float("nan"), None, False),
+    ],
+)
+def test_is_better_follows_the_mode(job, mode, score, best, expected):
+    assert dataclasses.replace(job, mode=mode).is_better(score, best) is expected
+
+
+@pytest.mark.parametrize(
+    ("mode", "scores", "best_epoch"),
+    [
+        ("min", [0.5, 0.3, 0.4, 0.35], 2),
+        ("max", [0.5, 0.3, 0.6, 0.55], 3),
+        # A diverged first epoch (NaN) is kept only until a real score arrives.
+        ("min", [float("nan"), 0.5, 0.2, 0.3], 3),
+        ("max", [float("nan"), float("nan"), 0.1, 0.05], 3),
+    ],
+)
+def test_the_best_epochs_weights_are_kept_for_the_final_evaluation(job, monkeypatch, mode, scores, best_epoch):
+    job = dataclasses.replace(job, mode=mode)
+    scripted_scores(monkeypatch, job, scores)
+    context = KeepEveryCheckpoint(root_seed=job.root_seed)
+    train_solver(job, context)
+    final = context.last_checkpoint
+    assert final["best_score"] == scores[best_epoch - 1]
+    assert same_weights(final["best_model"], context.checkpoints[best_epoch - 1]["model"])
+    # Each epoch's weights differ, so the check above tells the epochs apart.
+    assert not same_weights(final["best_model"], context.checkpoints[best_epoch % 4]["model"])
+
+
+def test_a_run_of_nan_scores_keeps_the_first_epochs_weights(job, monkeypatch):
+    scripted_scores(monkeypatch, job, [float("nan")] * 4)
+    context = KeepEveryCheckpoint(root_seed=job.root_seed)
+    train_solver(job, context)
+    assert context.last_checkpoint["best_score"] is None
+    assert same_weights(context.last_checkpoint["best_model"], context.checkpoints[0]["model"])
+
+
+@pytest.mark.parametrize(
+    ("mode", "scores", "stopped_at"),
+    [
+        ("min", [float("nan"), 0.5, 0.6, 0.7, 0.8, 0.9], 4),  # NaN, then 0.5 counts as an improvement
+        ("max", [0.5, 0.4, 0.6, 0.5, 0.45, 0.9], 5),
+        ("min", [0.5, 0.4, 0.3, 0.2, 0.1, 0.0], None),
+    ],
+)
+def test_early_stopping_follows_the_mode_and_patience(job, monkeypatch, mode, scores, stopped_at):
+    job = dataclasses.replace(job, mode=mode).with_trial_params({"epochs": 6, "patience": 2})
+    scripted_scores(monkeypatch, job, scores)
+    context = LocalContext(root_seed=job.root_seed)
+    train_solver(job, context)
+    epochs = stopped_at or 6
+    assert [r["epoch"] for r in context.reports] == list(range(1, epochs + 1))
+    assert [r["early_stopped"] for r in context.reports] == [0] * (epochs - 1) + [int(stopped_at is not None)]
+    assert context.last_checkpoint["early_stopping"]["bad_epochs"] == (2 if stopped_at else 0)
+
+
+def test_a_resumed_trial_keeps_its_early_stopping_count(job, monkeypatch):
+    # Patience 2, and epoch 2 was already one epoch without improvement: a resumed trial
+    # must stop after epoch 3, as the uninterrupted one does.
+    scores = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    job = job.with_trial_params({"epochs": 6, "patience": 2})
+    scripted_scores(monkeypatch, job, scores)
+    whole = LocalContext(root_seed=job.root_seed)
+    train_solver(job, whole)
+    assert [r["epoch"] for r in whole.reports] == [1, 2, 3]
+
+    scripted_scores(monkeypatch, job, scores[:2])
+    first = LocalContext(root_seed=job.root_seed)
+    train_solver(job.with_trial_params({"epochs": 2}), first)
+    scripted_scores(monkeypatch, job, scores[2:])
+    resumed = LocalContext(root_seed=job.root_seed, last_checkpoint=first.last_checkpoint)
+    train_solver(job, resumed)
+    assert [(r["epoch"], r["early_stopped"]) for r in resumed.reports] == [(3, 1)]
+
+
 def test_reports_every_epoch_with_seeds_and_a_checkpoint(job):
     context = LocalContext(root_seed=job.root_seed)
     train_solver(job, context)
     assert [r["epoch"] for r in context.reports] == [1, 2, 3, 4]
     assert all(math.isfinite(r["valid/loss"]) and math.isfinite(r["train/loss"]) for r in context.reports)
-    assert context.reports[0]["seeds"] == "0:3"
+    assert (context.reports[0]["seeds"], context.reports[0]["nodes"]) == ("0:3", "0:local")
     assert context.last_checkpoint["epoch"] == 4 and "best_model" in context.last_checkpoint
 
 
@@ -58,6 +171,81 @@ def test_early_stopping_ends_the_trial_after_patience_epochs(job):
     train_solver(job.with_trial_params({"epochs": 10, "patience": 2, "min_delta": 100.0}), context)
     assert [r["epoch"] for r in context.reports] == [1, 2, 3]
     assert [r["early_stopped"] for r in context.reports] == [0, 0, 1]
+
+
+def test_trial_params_override_the_solver_params_and_are_kept_apart(job):
+    trial = job.with_trial_params({"lr": 0.02, "epochs": 2})
+    assert trial.trial_params == {"lr": 0.02, "epochs": 2}
+    assert trial.params == {**job.params, "lr": 0.02, "epochs": 2}
+    assert trial.make_solver().params.lr == 0.02
+
+
+def test_the_final_evaluation_of_the_best_weights_repeats_the_best_epochs_score(job):
+    # metric valid/loss, mode min: the model rebuilt from `best_model` after the sweep must
+    # score what the best epoch reported.
+    assert (job.metric, job.mode) == ("valid/loss", "min")
+    context = LocalContext(root_seed=job.root_seed)
+    train_solver(job, context)
+    losses = [r["valid/loss"] for r in context.reports]
+    assert len(set(losses)) == 4
+    solver, model = worker.load_trained_model(job, context.last_checkpoint["best_model"])
+    valid = open_split(job.data, "valid")
+    final = worker.evaluate(solver, model, valid, torch.device("cpu"), prefix="valid")
+    assert final["valid/loss"] == pytest.approx(min(losses), rel=1e-6)
+
+
+def test_the_loop_hands_training_labels_and_steps_per_epoch_to_the_solver(job, monkeypatch):
+    # class_weights need the training split's labels; onecycle needs the batches per epoch.
+    seen = {}
+    solver_cls = type(job.make_solver())
+    real_prepare, real_configure = solver_cls.prepare, solver_cls.configure_optimizer
+
+    def prepare(self, labels, num_classes):
+        seen["labels"], seen["num_classes"] = labels, num_classes
+        return real_prepare(self, labels, num_classes)
+
+    def configure_optimizer(self, model, steps_per_epoch=None):
+        seen["steps"] = steps_per_epoch
+        return real_configure(self, model, steps_per_epoch)
+
+    monkeypatch.setattr(solver_cls, "prepare", prepare)
+    monkeypatch.setattr(solver_cls, "configure_optimizer", configure_optimizer)
+    trial = job.with_trial_params({"epochs": 1, "class_weights": True, "lr_scheduler": "onecycle"})
+    train_solver(trial, LocalContext(root_seed=job.root_seed))
+    train = open_split(job.data, "train")
+    assert (seen["labels"] == train.y).all() and seen["num_classes"] == job.data.num_classes == 2
+    # Balanced batches of 16 over the training split's epoch plan.
+    assert seen["steps"] == len(worker.train_sampler(trial, train, 16, num_replicas=1)) > 1
+
+
+def test_train_sampler_balances_the_configured_columns_for_each_rank(job):
+    train = open_split(job.data, "train")
+    assert job.data.balance == ("label", "age_group")
+    keys = composite_keys(train.frame, job.data.balance)
+    default = list(worker.train_sampler(job, train, 16, num_replicas=1))
+    assert default == list(BalancedBatchSampler(keys, 16, seed=job.root_seed))
+    n_keys = len(set(keys))
+    assert n_keys > 2
+    for batch in default:
+        counts = Counter(keys[batch])
+        assert len(counts) == n_keys and max(counts.values()) - min(counts.values()) <= 1
+    for rank, drop_last in [(0, True), (1, False)]:
+        sampler = worker.train_sampler(job, train, 16, num_replicas=2, rank=rank, drop_last=drop_last)
+        expected = BalancedBatchSampler(keys, 16, num_replicas=2, rank=rank, seed=job.root_seed, drop_last=drop_last)
+        assert list(sampler) == list(expected)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU on a machine without CUDA")
+def test_a_gpu_trial_on_a_machine_without_cuda_trains_on_the_cpu(job):
+    assert worker._device(dataclasses.replace(job, use_gpu=True)) == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="resumes a GPU checkpoint on a machine without CUDA")
+def test_a_checkpoint_from_a_gpu_machine_resumes_on_a_cpu_only_one():
+    cpu_state = torch.get_rng_state()
+    torch.manual_seed(99)
+    worker._set_rng_state({"cpu": cpu_state, "cuda": [torch.zeros(16, dtype=torch.uint8)]})
+    assert torch.equal(torch.get_rng_state(), cpu_state)
 
 
 @pytest.mark.parametrize("dataset, solver", [("breast_cancer", "tabular_mlp"), ("digits", "image_cnn")])

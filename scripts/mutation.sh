@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Mutation testing of the core modules with mutmut 3, against the unit tests only (no Ray).
+# Not part of CI: a full run takes hours on the 2-core machine. Usage:
+#
+#   bash scripts/mutation.sh                          # every target below
+#   bash scripts/mutation.sh metrics sampler          # some of them
+#   bash scripts/mutation.sh --survivors [target...]  # retest only the mutants not killed last time
+#   bash scripts/mutation.sh --score [target...]      # only print the scores of the last runs
+#
+# Settings are in setup.cfg's [mutmut] section; mutants, stats and results live in
+# ./mutants/ (ignored by git). A run retests every mutant of the targets it names and
+# keeps the other targets' results, so --score reports them all. mutmut maps each test
+# to the functions it calls once, and adds tests new since; delete mutants/ to redo the
+# map after changing which functions existing tests call.
+# MUTMUT_CHILDREN sets the parallel mutants (default 1: the machine is shared).
+set -euo pipefail
+set -f  # the mutant-name globs below are mutmut's to match, not the shell's
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+
+# Target name -> mutant-name globs (mutmut names a mutant <module>.x_<function>__mutmut_<n>,
+# or <module>.xǁ<Class>ǁ<method>__mutmut_<n>).
+declare -A GLOBS=(
+  [manifest]="trial.manifest.*"
+  [sampler]="trial.sampler.*"
+  [filecheck]="trial.filecheck.*"
+  [config]="trial.config.*"
+  [metrics]="trial.metrics.*"
+  [seeding]="trial.seeding.*"
+  [context]="trial.context.*"
+  [nni]="trial.nni.*"
+  [worker]="trial.worker.*"
+  # solvers/base.py: early stopping, and the epoch loop the worker calls (the solver
+  # registry and params parsing are the solver contract's, not the loop's).
+  [early_stopping]="solvers.base.xǁEarlyStoppingǁ*"
+  [loop]="solvers.base.xǁSolverǁprepare__* solvers.base.xǁSolverǁconfigure_optimizer__*
+          solvers.base.xǁSolverǁloss__* solvers.base.xǁSolverǁtrain_epoch__* solvers.base.xǁSolverǁend_epoch__*
+          solvers.base.xǁSolverǁtraining_state__* solvers.base.xǁSolverǁload_training_state__*
+          solvers.base.xǁSolverǁpredict_proba__* solvers.base.xǁSolverǁ_mix__* solvers.base.xǁSolverǁ_amp_dtype__*
+          solvers.base.xǁSolverǁ_step_per_batch_scheduler__* solvers.base.x_inverse_frequency_weights__*
+          solvers.base.x__inputs__*"
+)
+ORDER=(manifest sampler filecheck config metrics seeding context nni worker early_stopping loop)
+
+mode=all
+if [[ "${1:-}" == "--score" || "${1:-}" == "--survivors" ]]; then
+  mode=${1#--}
+  shift
+fi
+targets=("$@")
+[[ ${#targets[@]} -eq 0 ]] && targets=("${ORDER[@]}")
+globs=()
+for target in "${targets[@]}"; do
+  if [[ -z "${GLOBS[$target]:-}" ]]; then
+    echo "unknown target '$target'; known: ${ORDER[*]}" >&2
+    exit 2
+  fi
+  globs+=(${GLOBS[$target]})
+done
+
+if ! python -c "import mutmut" 2>/dev/null; then
+  pip install --quiet "mutmut>=3.8,<4"
+fi
+
+# Each mutant's last status, as mutmut recorded it in mutants/**/*.py.meta.
+statuses() {
+  python - <<'PY'
+import json
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+for meta in Path("mutants").rglob("*.py.meta"):
+    for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+        print(name, status_by_exit_code[code].replace(" ", "_"))
+PY
+}
+
+if [[ $mode == survivors ]]; then
+  # Mutants of a function changed since its last run are not listed: a plain run retests them.
+  names=$(statuses | python -c '
+import fnmatch, sys
+globs = sys.argv[1:]
+for line in sys.stdin:
+    name, status = line.split()
+    if status not in ("killed", "timeout") and any(fnmatch.fnmatchcase(name, g) for g in globs):
+        print(name)' "${globs[@]}")
+  globs=($names)
+fi
+if [[ $mode != score && ${#globs[@]} -gt 0 ]]; then
+  # Each mutant runs its covering tests in a forked child; one torch thread keeps the
+  # children from competing for the cores (the unit tests' conftest sets the same).
+  OMP_NUM_THREADS=1 mutmut run --max-children "${MUTMUT_CHILDREN:-1}" "${globs[@]}" || true
+fi
+
+# killed / total per target; timeouts count as killed (the mutant hung the tests).
+specs=()
+for target in "${targets[@]}"; do
+  specs+=("$target $(echo ${GLOBS[$target]})")
+done
+statuses | python -c '
+import fnmatch, sys
+from collections import Counter
+
+status = dict(line.split() for line in sys.stdin)
+row = "{:<16}{:>8}{:>7}{:>8}  {}"
+print(row.format("target", "killed", "total", "score", "other"))
+total = Counter()
+for spec in sys.argv[1:]:
+    target, *globs = spec.split()
+    counts = Counter(s for n, s in status.items() if any(fnmatch.fnmatchcase(n, g) for g in globs))
+    total.update(counts)
+    killed, n = counts["killed"] + counts["timeout"], sum(counts.values())
+    other = ", ".join(f"{k.replace(chr(95), chr(32))} {v}" for k, v in sorted(counts.items()) if k not in ("killed", "timeout"))
+    print(row.format(target, killed, n, f"{killed / max(n, 1):.1%}", other))
+killed, n = total["killed"] + total["timeout"], sum(total.values())
+print(row.format("all", killed, n, f"{killed / max(n, 1):.1%}", ""))' "${specs[@]}"
+echo "survivors: mutmut results; one mutant's diff: mutmut show <name>"
