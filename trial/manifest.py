@@ -182,11 +182,13 @@ def build_or_load_manifest(
 ) -> Manifest:
     """Reuse the cached manifest for these labels and settings, or build and cache it.
 
-    The cache key is a sha256 over the labels as canonical CSV bytes, the split settings,
-    the seed and FORMAT_VERSION. Files: `cache_dir/manifest-<hash[:16]>.csv` and its JSON
-    sidecar `manifest-<hash[:16]>.json` (full hash and inputs). Both are written
-    atomically, the sidecar last: a manifest counts as cached only once its sidecar exists
-    with the matching hash, so a crash mid-write is rebuilt, never reused.
+    The cache key is a sha256 over the settings (FORMAT_VERSION, target, stratify, group,
+    split, seed) as JSON with sorted keys, a NUL byte, and the labels as canonical CSV
+    bytes (no index, "\\n" line ends), so it is the same on every machine. Files:
+    `cache_dir/manifest-<hash[:16]>.csv` and its JSON sidecar `manifest-<hash[:16]>.json`
+    (full hash and inputs). Both are written atomically, the sidecar last: a manifest
+    counts as cached only once its sidecar exists with the matching hash, so a crash
+    mid-write is rebuilt, never reused.
     """
     _check_seed(seed)
     settings = {

@@ -1,6 +1,7 @@
 """Split manifest: joint stratification, groups, k-fold, determinism, errors, cache, atomic writes."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trial.errors import ConfigError, DataError
-from trial.manifest import SplitSpec, assign_splits, build_or_load_manifest, describe_manifest
+from trial.manifest import FORMAT_VERSION, SplitSpec, assign_splits, build_or_load_manifest, describe_manifest
 
 FAST = settings(max_examples=30, deadline=None)
 HOLDOUT = SplitSpec(test=0.2, valid=0.2)
@@ -183,7 +184,7 @@ def test_kfold_folds_stay_equal_in_size_over_many_strata(group):
 def test_rare_strata_warn_and_are_merged_per_class():
     frame = small_frame(n_per_class=40)
     frame.loc[[0, 1], "hos"] = "h9"  # class a x h9: 2 rows, too few for 3 splits
-    with pytest.warns(UserWarning, match=r"\(a, h9\): 2"):
+    with pytest.warns(UserWarning, match=r"merged into a rare bucket per 'label': \(a, h9\): 2$"):
         out = assign_splits(frame, target="label", stratify=["hos"], group=None, split=HOLDOUT, seed=0)
     # The class still keeps its share in every split: merging stays within class a.
     per_split = out[out["label"] == "a"]["split"].value_counts()
@@ -211,20 +212,30 @@ def test_target_class_too_rare_for_every_split_is_a_data_error():
         assign_splits(frame, target="label", stratify=[], group=None, split=kfold, seed=0)
 
 
-def test_more_than_ten_rare_strata_are_counted_not_listed():
-    frame = pd.DataFrame({"label": ["a"] * 60 + ["b"] * 60, "hos": ["h0"] * 40 + [f"r{i}" for i in range(20)] + ["h0"] * 60})
+@pytest.mark.parametrize(("n_rare", "end"), [(10, "(a, r9): 1"), (11, "(a, r9): 1 and 1 more"), (20, "(a, r9): 1 and 10 more")])
+def test_more_than_ten_rare_strata_are_counted_not_listed(n_rare, end):
+    hos = ["h0"] * (60 - n_rare) + [f"r{i}" for i in range(n_rare)] + ["h0"] * 60
+    frame = pd.DataFrame({"label": ["a"] * 60 + ["b"] * 60, "hos": hos})
     with pytest.warns(UserWarning) as record:
         assign_splits(frame, target="label", stratify=["hos"], group=None, split=HOLDOUT, seed=0)
     message = str(record[0].message)
     assert message.startswith(
-        "20 strata of (label, hos) have fewer than 5 rows, too few for every split to get one; "
+        f"{n_rare} strata of (label, hos) have fewer than 5 rows, too few for every split to get one; "
         "merged into a rare bucket per 'label': (a, r0): 1, (a, r1): 1, "
     )
-    assert message.endswith("(a, r9): 1 and 10 more")
+    assert message.endswith(end)
+
+
+def test_rare_classes_of_one_size_are_named_in_the_order_the_labels_show_them():
+    labels = ["zz"] * 4 + ["a"] * 40 + ["mm"] * 4 + [f"c{i:02d}" for i in range(20) for _ in range(4)]
+    with pytest.raises(DataError) as error:
+        assign_splits(pd.DataFrame({"label": labels}), target="label", stratify=[], group=None, split=HOLDOUT, seed=0)
+    rare = ", ".join(["'zz' (4 rows)", "'mm' (4 rows)", *(f"'c{i:02d}' (4 rows)" for i in range(20))])
+    assert str(error.value).startswith(f"target 'label': class {rare} too rare;")
 
 
 def test_missing_column_lists_available_columns():
-    with pytest.raises(DataError, match=r"'ward' not found; available columns: label, hos, patient, x"):
+    with pytest.raises(DataError, match=r"^labels: column 'ward' not found; available columns: label, hos, patient, x$"):
         assign_splits(small_frame(), target="label", stratify=["ward"], group=None, split=HOLDOUT, seed=0)
     with pytest.raises(DataError, match="'pid' not found"):
         assign_splits(small_frame(), target="label", stratify=[], group="pid", split=HOLDOUT, seed=0)
@@ -234,8 +245,25 @@ def test_missing_column_lists_available_columns():
 def test_nan_in_used_column_names_column_and_count(column):
     frame = small_frame()
     frame.loc[[2, 5, 7], column] = np.nan
-    with pytest.raises(DataError, match=rf"'{column}': 3 missing"):
+    expected = (
+        rf"^labels column '{column}': 3 missing \(NaN\) value\(s\) of 90; "
+        "target, stratify and group columns must be filled in every row$"
+    )
+    with pytest.raises(DataError, match=expected):
         assign_splits(frame, target="label", stratify=["hos"], group="patient", split=HOLDOUT, seed=0)
+
+
+def test_the_last_class_missing_the_last_split_is_named_too():
+    # Class z (seen last) lives in three groups that also hold class b; a bigger group of b
+    # fills b's train share first, so all three go to test and valid and z never reaches train.
+    frame = pd.DataFrame(
+        {
+            "label": ["a"] * 50 + ["b"] * 60 + (["b"] * 10 + ["z"] * 2) * 2 + ["b"] * 10 + ["z"],
+            "patient": [f"s{i}" for i in range(50)] + ["g0"] * 60 + ["g1"] * 12 + ["g2"] * 12 + ["g3"] * 11,
+        }
+    )
+    with pytest.raises(DataError, match=r"^group column 'patient': 'label' class 'z' \(5 rows\) reaches no row of train "):
+        assign_splits(frame, target="label", stratify=[], group="patient", split=HOLDOUT, seed=0)
 
 
 @pytest.mark.parametrize("column", ["split", "fold"])
@@ -276,15 +304,21 @@ def test_too_few_groups_is_a_data_error_naming_the_group_column():
 
 
 def test_class_living_in_one_group_is_a_data_error():
-    frame = small_frame()
+    frame = small_frame().iloc[::-1]  # classes named in the order the labels first show them
     frame.loc[frame["label"] == "c", "patient"] = "p-c"
     frame.loc[frame["label"] == "b", "patient"] = np.where(frame.index[frame["label"] == "b"] % 2, "p-b1", "p-b2")
     with pytest.raises(DataError) as error:
         assign_splits(frame, target="label", stratify=[], group="patient", split=HOLDOUT, seed=0)
     assert str(error.value) == (
-        "group column 'patient': target 'label' class 'b' in 2 group(s), 'c' in 1 group(s); a group lives in "
+        "group column 'patient': target 'label' class 'c' in 1 group(s), 'b' in 2 group(s); a group lives in "
         "one split, so every class needs rows in at least 3 groups to reach every split with test=0.2, valid=0.2"
     )
+
+
+def test_integer_classes_are_named_as_written():
+    frame = pd.DataFrame({"label": np.array([0] * 40 + [3] * 2, dtype=np.int64)})
+    with pytest.raises(DataError, match=r"^target 'label': class 3 \(2 rows\) too rare"):
+        assign_splits(frame, target="label", stratify=[], group=None, split=HOLDOUT, seed=0)
 
 
 def test_a_class_whose_groups_are_too_uneven_is_a_data_error():
@@ -319,9 +353,13 @@ def test_groups_of_very_different_sizes_keep_shares_roughly():
     [
         ({"test": 0.0, "valid": 0.2}, "split.test"),
         ({"test": 0.2, "valid": 1.2}, "split.valid"),
-        ({"test": 0.5, "valid": 0.5}, "leave rows for train"),
-        ({"test": 0.2}, "give valid"),
-        ({"test": 0.2, "valid": 0.2, "folds": 5, "fold": 0}, "either valid"),
+        ({"test": 0.5, "valid": 0.5}, r"^split: test \+ valid must leave rows for train, got test=0.5 \+ valid=0.5 = 1 \(allowed: < 1\)$"),
+        ({"test": 0.2}, r"^split: give valid \(hold-out\) or both folds and fold \(k-fold\), got folds=None, fold=None$"),
+        ({"test": 0.2, "folds": 5}, r"^split: give valid \(hold-out\) or both folds and fold \(k-fold\), got folds=5, fold=None$"),
+        ({"test": 0.2, "fold": 0}, r"^split: give valid \(hold-out\) or both folds and fold \(k-fold\), got folds=None, fold=0$"),
+        ({"test": 0.2, "valid": 0.2, "folds": 5, "fold": 0}, r"^split: give either valid \(hold-out\) or folds and fold \(k-fold\), got valid=0.2, folds=5, fold=0$"),
+        ({"test": 0.2, "valid": 0.2, "folds": 5}, "either valid"),
+        ({"test": 1.0, "folds": 2, "fold": 0}, r"^split.test: expected a fraction in \(0, 1\), got 1.0$"),
         ({"test": 0.2, "folds": 1, "fold": 0}, "split.folds"),
         ({"test": 0.2, "folds": 5, "fold": 5}, r"split.fold: expected an integer in \[0, 4\]"),
     ],
@@ -342,11 +380,11 @@ def test_describe_reports_counts_shares_folds_and_leakage():
     assert "groups in more than one fold: 0" in text
 
 
-def _cells(text: str, title: str) -> list[list[tuple[int, float]]]:
+def _cells(text: str, title: str, columns: tuple = ("train", "valid", "test", "all")) -> list[list[tuple[int, float]]]:
     """The (count, share %) cells of each value row of the table under `title`, in order."""
     lines = text.splitlines()
     start = lines.index(f"{title}: count (share within split)")
-    assert lines[start + 1].split() == ["train", "valid", "test", "all"]
+    assert lines[start + 1].split() == list(columns)
     rows = []
     for line in lines[start + 3 :]:
         cells = re.findall(r"(\d+) \((\d+\.\d)%\)", line)
@@ -364,8 +402,9 @@ def test_describe_by_hand():
             "patient": ["p1", "p1", "p2", "p3", "p1", "p4", "p5", "p6", "p7", "p5"],
             "split": ["train", "train", "train", "test", "valid", "train", "train", "test", "valid", "train"],
             "fold": [0, 0, 1, -1, 1, 0, 1, -1, 0, 1],
+            "x": range(10),  # one more column: rows are never identical
         }
-    )
+    ).iloc[::-1]  # 'b' first: the tables still list values sorted
     text = describe_manifest(frame, stratify=["label", "hos"], group="patient")
     lines = text.splitlines()
     assert lines[:7] == [
@@ -400,6 +439,14 @@ def test_describe_by_hand():
     ]
 
 
+def test_describe_leaves_out_a_split_without_rows_and_a_joint_table_of_one_column():
+    frame = pd.DataFrame({"label": ["a", "b", "a", "b"], "split": ["train", "train", "test", "train"]})
+    text = describe_manifest(frame, stratify=["label"], group=None)
+    assert text.splitlines()[:3] == ["rows: 4", "  train         3   75.0%", "  test          1   25.0%"]
+    assert "valid" not in text and text.count("label: count") == 1 and "x" not in text
+    assert _cells(text, "label", ["train", "test", "all"]) == [[(1, 33.3), (1, 100.0), (2, 50.0)], [(2, 66.7), (0, 0.0), (2, 50.0)]]
+
+
 def test_describe_needs_the_manifest_columns():
     frame = pd.DataFrame({"label": ["a"], "split": ["train"]})
     with pytest.raises(DataError, match=r"^manifest: column 'hos', 'patient' not found; available columns: label, split$"):
@@ -418,7 +465,9 @@ def build(frame: pd.DataFrame, cache_dir, split: SplitSpec = HOLDOUT, seed: int 
 def test_manifest_is_reused_until_labels_or_settings_change(tmp_path):
     frame = small_frame()
     first = build(frame, tmp_path)
-    assert not first.reused and first.path.exists()
+    assert first.reused is False and first.path.exists()
+    assert (first.frame.groupby("patient")["split"].nunique() == 1).all()
+    assert pd.read_csv(first.path).columns.tolist() == [*frame.columns, "split"]
     assert first.path.name == f"manifest-{first.content_hash[:16]}.csv"
     meta = json.loads(first.path.with_suffix(".json").read_text())
     assert meta == {
@@ -435,8 +484,10 @@ def test_manifest_is_reused_until_labels_or_settings_change(tmp_path):
     assert pd.read_csv(first.path)["split"].tolist() == first.frame["split"].tolist()
 
     again = build(frame, tmp_path)
-    assert again.reused and again.content_hash == first.content_hash
+    assert again.reused is True and (again.path, again.content_hash) == (first.path, first.content_hash)
     pd.testing.assert_frame_equal(again.frame, first.frame)
+    # The same labels under another index (rows kept from a bigger table) are the same labels.
+    assert build(frame.set_axis(range(100, 100 + len(frame))), tmp_path).reused
 
     changed = frame.copy()
     changed.loc[0, "hos"] = "h2" if changed.loc[0, "hos"] == "h1" else "h1"
@@ -481,6 +532,41 @@ def test_a_sidecar_for_other_labels_is_not_trusted(tmp_path):
         assert not build(small_frame(), tmp_path).reused
     sidecar.write_text("[1, 2]")
     assert not build(small_frame(), tmp_path).reused
+
+
+def test_the_cache_key_follows_the_documented_recipe(tmp_path):
+    # The same on every machine and every version with this FORMAT_VERSION: a change to the
+    # recipe must bump FORMAT_VERSION, or old caches would be read for new splits.
+    frame = small_frame()
+    manifest = build(frame, tmp_path / "a" / "b", seed=np.int64(3))  # folders made as needed
+    settings = {
+        "format_version": FORMAT_VERSION,
+        "target": "label",
+        "stratify": ["hos"],
+        "group": "patient",
+        "split": {"test": 0.2, "valid": 0.2, "folds": None, "fold": None},
+        "seed": 3,
+    }
+    csv = frame.to_csv(index=False, lineterminator="\n")
+    expected = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + b"\0" + csv.encode()).hexdigest()
+    assert manifest.content_hash == expected
+    assert json.loads(manifest.path.with_suffix(".json").read_text())["seed"] == 3
+
+
+def test_the_cache_is_written_through_temp_files_beside_it(tmp_path, monkeypatch):
+    # Written beside the final name, so that os.replace is atomic (same folder, same disk).
+    seen = []
+    real_to_csv = pd.DataFrame.to_csv
+
+    def watching(self, buf=None, *args, **kwargs):
+        if buf is not None:
+            seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        return real_to_csv(self, buf, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", watching)
+    manifest = build(small_frame(), tmp_path)
+    [names] = seen
+    assert len(names) == 1 and re.fullmatch(rf"\.{re.escape(manifest.path.name)}\..+\.tmp", names[0])
 
 
 def test_kfold_manifest_cache_keeps_fold_column(tmp_path):
