@@ -214,6 +214,18 @@ def test_the_reference_comes_from_data_files_only(tmp_path):
     assert result.bad == [(tmp_path / "odd.npy", "shape (2, 5), expected (3, 20); dtype float64, expected float32")]
 
 
+def test_the_reference_shape_counts_files_of_every_dtype(tmp_path):
+    # Shape (3, 20) in 2 float32 and 2 float64 files outnumbers (2, 5) in 3 float32 files,
+    # though no single (shape, dtype) pair does; float32 (5 files) is the reference dtype.
+    paths = []
+    for i, (shape, dtype) in enumerate([(SHAPE, np.float32)] * 2 + [(SHAPE, np.float64)] * 2 + [((2, 5), np.float32)] * 3):
+        paths.append(tmp_path / f"{i}.npy")
+        np.save(paths[-1], np.zeros(shape, dtype=dtype))
+    result = check_files(paths, cache_file=tmp_path / "cache.sqlite")
+    assert (result.shape, result.dtype) == (SHAPE, "float32")
+    assert result.ok.tolist() == [True, True, False, False, False, False, False]
+
+
 def test_with_no_good_file_there_is_no_reference(tmp_path):
     result = check_files(make_files(tmp_path, ["missing", "nan"]), cache_file=tmp_path / "cache.sqlite")
     assert (result.shape, result.dtype) == ((), "")

@@ -358,3 +358,18 @@ def test_composite_keys_errors(columns, message):
     frame = pd.DataFrame({"label": [1, 0], "group": ["a|b", "c"]})
     with pytest.raises(ValueError, match=message):
         composite_keys(frame, columns)
+
+
+def test_an_epoch_of_one_full_batch_is_filled_and_balanced():
+    sampler = BalancedBatchSampler(["a"] * 3 + ["b"] * 2, 6)  # epoch: 2 keys x 3 = one batch of 6
+    (batch,) = list(sampler)
+    assert sorted(i < 3 for i in batch) == [False] * 3 + [True] * 3 and set(batch) == {0, 1, 2, 3, 4}
+
+
+def test_the_largest_remainders_round_up_not_the_largest_shares():
+    # Two full batches of 5 at shares 0.64/0.36: a's 6.4 rounds down, b's 3.6 up, every epoch.
+    keys = ["a"] * 6 + ["b"] * 4
+    sampler = BalancedBatchSampler(keys, 5, weights={"a": 64, "b": 36})
+    for epoch in range(5):
+        sampler.set_epoch(epoch)
+        assert Counter(keys[i] for batch in sampler for i in batch) == {"a": 6, "b": 4}

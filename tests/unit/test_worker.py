@@ -240,6 +240,14 @@ def test_a_gpu_trial_on_a_machine_without_cuda_trains_on_the_cpu(job):
     assert worker._device(dataclasses.replace(job, use_gpu=True)) == torch.device("cpu")
 
 
+def test_a_gpu_trial_trains_on_the_gpu_ray_gave_its_worker(job, monkeypatch):
+    # Ray sets CUDA_VISIBLE_DEVICES per worker: the worker's one GPU is always cuda:0.
+    # (Naming the device needs no GPU; only moving tensors onto it does.)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert worker._device(dataclasses.replace(job, use_gpu=True)) == torch.device("cuda", 0)
+    assert worker._device(dataclasses.replace(job, use_gpu=False)) == torch.device("cpu")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="resumes a GPU checkpoint on a machine without CUDA")
 def test_a_checkpoint_from_a_gpu_machine_resumes_on_a_cpu_only_one():
     cpu_state = torch.get_rng_state()
