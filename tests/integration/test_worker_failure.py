@@ -6,6 +6,7 @@ import copy
 import threading
 
 import pytest
+import ray
 from mlflow.tracking import MlflowClient
 
 from tests.trial_processes import kill_trial_process, results
@@ -52,6 +53,8 @@ def test_killed_worker_restarts_from_checkpoint_with_the_same_result(ray_cluster
     client = MlflowClient(config.tracking_uri)
     run, reference_run = child_run(client, outcome.parent_run_id), child_run(client, reference.parent_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["trial.status"] == "completed"
+    # A single-worker trial runs in the trial's own process: its tags name this Ray node.
+    assert run.data.tags["nodes"] == f"0:{ray.get_runtime_context().get_node_id()}"
     for metric in ("train/loss", "valid/loss", "valid/auroc"):
         history = client.get_metric_history(run.info.run_id, metric)
         assert [m.step for m in history] == list(range(1, EPOCHS + 1)), metric

@@ -89,3 +89,19 @@ def test_ray_context_report_leaves_no_checkpoint_folder_behind(monkeypatch, tmp_
     context.report({"valid/loss": 1.0}, checkpoint={"epoch": 1})
     assert len(folders) == 1 and folders[0].parent == tmp_path and folders[0].name.startswith("trial-ckpt-")
     assert not folders[0].exists()
+
+
+def test_ray_context_reports_the_metrics_with_or_without_a_checkpoint():
+    reported = []
+    context = RayContext(
+        root_seed=0,
+        report_fn=lambda metrics, checkpoint=None: reported.append((metrics, checkpoint)),
+        checkpoint_cls=Checkpoint,
+    )
+    metrics = {"valid/loss": 1.0, "epoch": 1}
+    context.report(metrics)
+    context.report(metrics, checkpoint={"epoch": 1})
+    assert [m for m, _ in reported] == [metrics, metrics] and reported[0][1] is None
+    assert isinstance(reported[1][1], Checkpoint)
+    # Ray keeps what it is handed: the context hands over a copy, not the loop's own dict.
+    assert all(m is not metrics for m, _ in reported)

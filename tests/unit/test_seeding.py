@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import os
 import random
-import socket
-import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.distributed.nn  # noqa: F401  (must precede init_process_group: see _ddp_rank)
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
+from tests.ddp import run_ranks
 from trial.context import LocalContext
 from trial.seeding import dataloader_worker_init, seed_everything, torch_generator, worker_seed
 
@@ -132,12 +129,6 @@ def test_dataloader_workers_draw_distinct_reproducible_streams():
     assert first[:2] != first[2:]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _gather_draws(ctx: LocalContext) -> dict[str, list[torch.Tensor]]:
     """Every rank's initial parameters, DDP's parameters, a dropout mask and a draw."""
     # Seeded as train_solver seeds a TorchTrainer worker: from its context's seed.
@@ -159,29 +150,15 @@ def _gather_draws(ctx: LocalContext) -> dict[str, list[torch.Tensor]]:
     return gathered
 
 
-def _ddp_rank(rank: int, world_size: int, port: int, out: Path) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    group = weakref.ref(dist.group.WORLD)
-    try:
-        # DDP, which holds the group, is gone once this returns.
-        gathered = _gather_draws(LocalContext(root_seed=42, world_rank=rank, world_size=world_size))
-        if rank == 0:
-            torch.save(gathered, out)
-    finally:
-        dist.destroy_process_group()
-    # destroy_process_group only drops c10d's own references (gloo's shutdown does nothing):
-    # the group and its gloo threads die with the last reference. One kept past this point
-    # leaves those threads running into interpreter shutdown, where one taking the GIL to
-    # free a tensor aborts the rank (SIGABRT, "terminate called without an active exception").
-    # torch.distributed.nn, which DDP imports on first use, keeps the group in its functions'
-    # `group=group.WORLD` defaults if imported after init_process_group: hence its import above.
-    assert group() is None, "the process group outlived destroy_process_group"
+def _ddp_rank(rank: int, world_size: int, out: Path) -> None:
+    gathered = _gather_draws(LocalContext(root_seed=42, world_rank=rank, world_size=world_size))
+    if rank == 0:
+        torch.save(gathered, out)
 
 
 def test_ddp_ranks_share_parameters_but_not_random_streams(tmp_path):
     out = tmp_path / "gathered.pt"
-    mp.spawn(_ddp_rank, args=(2, _free_port(), out), nprocs=2, join=True)
+    run_ranks(_ddp_rank, 2, out)
     gathered = torch.load(out)
     # Ranks seed differently, so their own initialisations differ ...
     assert not torch.equal(*gathered["before"])

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.ddp import run_ranks
 from trial import worker
 from trial.config import resolve
 from trial.context import LocalContext
@@ -274,3 +275,23 @@ def test_unbalanced_builtin_datasets_train(tmp_path, dataset, solver):
     train_solver(sweep_job(config, prepared).with_trial_params({"lr": 3e-3}), context)
     assert [r["epoch"] for r in context.reports] == [1, 2]
     assert context.reports[-1]["valid/accuracy"] > 0.5
+
+
+def _train_rank(rank: int, world_size: int, job: TrialJob, out) -> None:
+    context = LocalContext(root_seed=job.root_seed, world_rank=rank, world_size=world_size)
+    train_solver(job, context)
+    torch.save(context.reports, out / f"rank{rank}.pt")
+
+
+def test_two_ranks_train_one_ddp_model_on_disjoint_batches(job, tmp_path):
+    # Two real processes in one gloo group, as a TorchTrainer worker group runs them. No
+    # dropout or augmentation: two ranks fed the same batches would report the same loss.
+    job = job.with_trial_params({"epochs": 2, "dropout": 0.0})
+    run_ranks(_train_rank, 2, job, tmp_path)
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
+    # DDP keeps one model: both ranks score it alike every epoch (and so stop alike) ...
+    for name in ("valid/loss", "valid/auroc"):
+        assert [r[name] for r in ranks[0]] == pytest.approx([r[name] for r in ranks[1]], rel=1e-5)
+    # ... trained on each rank's own half of the epoch's batches.
+    assert all(a["train/loss"] != b["train/loss"] for a, b in zip(*ranks))
+    assert ranks[0][0]["seeds"] == ranks[1][0]["seeds"] == "0:3,1:1004"
