@@ -62,21 +62,37 @@ if ! python -c "import mutmut" 2>/dev/null; then
   pip install --quiet "mutmut>=3.8,<4"
 fi
 
-# Each mutant's last status, as mutmut recorded it in mutants/**/*.py.meta.
-statuses() {
+# Each mutant's last status. mutmut records a run's statuses in mutants/**/*.py.meta and
+# marks every mutant it was not asked to run "not checked", so the results of earlier runs
+# are merged into mutants/statuses.json: a mutant keeps its last checked status.
+record_statuses() {
   python - <<'PY'
 import json
 from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
 
-for meta in Path("mutants").rglob("*.py.meta"):
-    for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
-        print(name, status_by_exit_code[code].replace(" ", "_"))
+merged_file = Path("mutants/statuses.json")
+# name -> [status, hash of the mutated function's source when that status was found]
+earlier = json.loads(merged_file.read_text()) if merged_file.exists() else {}
+merged = {}  # only mutants that exist now
+for meta_file in Path("mutants").rglob("*.py.meta"):
+    meta = json.loads(meta_file.read_text())
+    for name, code in meta["exit_code_by_key"].items():
+        function_hash = meta["hash_by_function_name"].get(name.rsplit(".", 1)[1].rsplit("__mutmut_", 1)[0])
+        status = status_by_exit_code[code].replace(" ", "_")
+        if status == "not_checked" and earlier.get(name, [None, None])[1] == function_hash:
+            status = earlier[name][0]  # checked by an earlier run, and the function is unchanged since
+        merged[name] = [status, function_hash]
+merged_file.write_text(json.dumps(merged, indent=0, sort_keys=True))
 PY
+}
+statuses() {
+  python -c 'import json; [print(n, s) for n, (s, _) in json.load(open("mutants/statuses.json")).items()]'
 }
 
 if [[ $mode == survivors ]]; then
+  record_statuses
   # Mutants of a function changed since its last run are not listed: a plain run retests them.
   names=$(statuses | python -c '
 import fnmatch, sys
@@ -92,6 +108,7 @@ if [[ $mode != score && ${#globs[@]} -gt 0 ]]; then
   # children from competing for the cores (the unit tests' conftest sets the same).
   OMP_NUM_THREADS=1 mutmut run --max-children "${MUTMUT_CHILDREN:-1}" "${globs[@]}" || true
 fi
+record_statuses
 
 # killed / total per target; timeouts count as killed (the mutant hung the tests).
 specs=()

@@ -198,7 +198,7 @@ def _describe(spec: Mapping[str, Any]) -> str:
     text = f"{spec['type']} over [{spec['low']:g}, {spec['high']:g}]"
     if "step" in spec:
         text += f" step {spec['step']:g}"
-    return text + (" on a log scale" if spec.get("log") else "")
+    return text  # never a log range: qloguniform is described only when its log scale was dropped
 
 
 def convert_experiment(
