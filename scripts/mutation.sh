@@ -93,7 +93,7 @@ statuses() {
 
 if [[ $mode == survivors ]]; then
   record_statuses
-  # Mutants of a function changed since its last run are not listed: a plain run retests them.
+  # Every mutant whose last result is not a kill: survivors, and mutants never checked.
   names=$(statuses | python -c '
 import fnmatch, sys
 globs = sys.argv[1:]

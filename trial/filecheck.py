@@ -55,6 +55,7 @@ _Verdict = tuple[str | None, tuple[int, ...] | None, str | None]
 """One file's own verdict: (reason it is bad or None, shape, dtype name); shape and dtype
 only for a good file."""
 _SKIPPED: _Verdict = (None, None, None)
+_NPZ_REASON = "holds an .npz archive, expected a single array"
 """A prediction output's: ok, but not data, so it takes no part in the reference."""
 
 
@@ -213,10 +214,12 @@ def pack_arrays(
                 array = np.load(path, allow_pickle=False)
             except (OSError, ValueError, EOFError) as error:
                 raise DataError(f"data file {path}: cannot load as .npy: {_load_error_reason(error)}") from None
+            if not isinstance(array, np.ndarray):
+                array.close()
+                raise DataError(f"data file {path}: {_NPZ_REASON}")
             # Checked explicitly: assignment would silently broadcast (1000,) into (3, 1000).
-            if not isinstance(array, np.ndarray) or array.shape != shape:
-                got = array.shape if isinstance(array, np.ndarray) else "an .npz archive"
-                raise DataError(f"data file {path}: shape {got}, expected {shape}")
+            if array.shape != shape:
+                raise DataError(f"data file {path}: shape {array.shape}, expected {shape}")
             out[i] = array
 
     _write_npy_atomic(out_path, (len(paths), *shape), dtype, fill)
@@ -469,7 +472,7 @@ def _load_verdict(path: str) -> _Verdict:
         return f"cannot load as .npy: {_load_error_reason(error)}", None, None
     if not isinstance(array, np.ndarray):
         array.close()
-        return "holds an .npz archive, expected a single array", None, None
+        return _NPZ_REASON, None, None
     if array.dtype.kind not in _NUMERIC_KINDS:
         return f"dtype {array.dtype}, expected a numeric (integer or float) dtype", None, None
     if array.dtype.kind == "f":
