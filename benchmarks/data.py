@@ -24,10 +24,10 @@ if __name__ == "__main__":
 import numpy as np
 import torch
 
-from solvers import get_solver
 from trial.config import resolve
 from trial.data import open_split, prepare_data
 from trial.filecheck import check_files
+from trial.loop import Trainer, build_model
 from trial.sampler import BalancedBatchSampler, composite_keys
 
 SAMPLER_TARGET = 5e6
@@ -136,22 +136,29 @@ def bench_loading(n_recordings: int, repeats: int, folder: Path) -> None:
     prepared = prepare_data(config)
     torch.set_num_threads(1)
     torch.manual_seed(config.seed)
-    # As trial/worker.py sets up one worker's epoch.
+    # As trial/loop.py's train_solver sets up one worker's epoch.
     train = open_split(prepared, "train")
-    solver_cls = get_solver(config.solver.name)
-    solver = solver_cls(solver_cls.parse_params(config.solver.params))
+    solver = config.solver.cls(config.solver.params)
     keys = composite_keys(train.frame, prepared.balance) if prepared.balance else None
     sampler = BalancedBatchSampler(keys, solver.params.batch_size, seed=config.seed)
-    model = solver.build_model(prepared.input_shape, prepared.num_classes)
-    optimizer = solver.configure_optimizer(model)
-    device = torch.device("cpu")
+    model = build_model(solver, prepared.input_shape, prepared.num_classes)
+    trainer = Trainer(
+        solver,
+        model,
+        num_classes=prepared.num_classes,
+        data_kind=prepared.data_kind,
+        train_labels=train.y,
+        steps_per_epoch=len(sampler),
+        device=torch.device("cpu"),
+        seed=0,
+    )
 
     def load_only() -> None:
         for _x, _y in train.batches(sampler):
             pass
 
     def train_epoch() -> None:
-        solver.train_epoch(model, train.batches(sampler), optimizer, device)
+        trainer.train_epoch(model, train.batches(sampler))
 
     train_epoch()  # warm-up: first-call allocations and lazy initialisation
     loading = best_of(repeats + 2, load_only)

@@ -80,7 +80,7 @@ def run_plain_optuna(config_path: Path) -> dict:
     from trial.context import LocalContext
     from trial.data import prepare_data
     from trial.tune_glue import sweep_job
-    from trial.worker import train_solver
+    from trial.loop import train_solver
 
     config = load_config(config_path)
     job = sweep_job(config, prepare_data(config))
@@ -108,7 +108,7 @@ def run_bare_tune(config_path: Path) -> dict:
     from trial.context import RayContext
     from trial.data import prepare_data
     from trial.tune_glue import sweep_job
-    from trial.worker import train_solver
+    from trial.loop import train_solver
 
     config = load_config(config_path)
     job = sweep_job(config, prepare_data(config))

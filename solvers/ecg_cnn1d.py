@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from solvers.base import register
 from solvers.conv import ConvSolver
-from trial.errors import DataError
+from trial import DataError
 
 # (output width as a multiple of `channels`, kernel size) per block; each block halves
 # the length, so four blocks see about 80 samples at once: a whole QRS complex and the
@@ -14,7 +13,6 @@ _BLOCKS = ((1, 7), (1, 7), (2, 5), (2, 5))
 _MIN_LENGTH = 2 ** len(_BLOCKS)
 
 
-@register
 class ECGCNN1d(ConvSolver):
     """Conv1d + BatchNorm + ReLU + max-pool blocks, global average pooling, dropout, linear head.
 
@@ -22,8 +20,7 @@ class ECGCNN1d(ConvSolver):
     small enough to train an epoch of 2,000 three-lead recordings in seconds on one CPU thread.
     """
 
-    name = "ecg_cnn1d"
-    data_kind = "signal"
+    data_kinds = ("signal",)
 
     def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         if len(input_shape) != 2 or input_shape[1] < _MIN_LENGTH:

@@ -3,20 +3,17 @@ from __future__ import annotations
 
 from torch import nn
 
-from solvers.base import register
 from solvers.conv import ConvSolver
-from trial.errors import DataError
+from trial import DataError
 
 
-@register
 class ImageCNN(ConvSolver):
     """Two 3x3 conv blocks, a 2x2 max-pool, a wider 3x3 block, global average pooling, linear head.
 
     Sized for small images such as 8x8 digits; global pooling accepts any height and width.
     """
 
-    name = "image_cnn"
-    data_kind = "image"
+    data_kinds = ("image",)
 
     def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         if len(input_shape) != 3:

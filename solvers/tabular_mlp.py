@@ -1,14 +1,13 @@
 """`tabular_mlp`: a multilayer perceptron for feature vectors shaped [features]."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from solvers.base import Solver, out_of_range, register
-from trial.errors import DataError
+from pydantic import Field
+
+from trial import DataError, Solver, SolverParams
 
 
 class _FeatureNorm(nn.BatchNorm1d):
@@ -24,31 +23,18 @@ class _FeatureNorm(nn.BatchNorm1d):
         return super().forward(x)
 
 
-@register
 class TabularMLP(Solver):
     """Input standardisation, `layers` x (Linear + ReLU + dropout) of `hidden` units, linear head."""
 
-    name = "tabular_mlp"
-    data_kind = "tabular"
+    data_kinds = ("tabular",)
 
-    @dataclass(frozen=True)
-    class Params(Solver.Params):
-        hidden: int = 64
+    class Params(SolverParams):
+        hidden: int = Field(64, ge=1)
         """Units in each hidden layer."""
-        layers: int = 2
+        layers: int = Field(2, ge=0)
         """Number of hidden layers; 0 gives logistic regression on standardised features."""
-        dropout: float = 0.1
+        dropout: float = Field(0.1, ge=0, lt=1)
         """Dropout after each hidden layer."""
-
-    @classmethod
-    def check_params(cls, params: Params) -> None:
-        super().check_params(params)
-        if params.hidden < 1:
-            raise out_of_range("hidden", params.hidden, "an int >= 1")
-        if params.layers < 0:
-            raise out_of_range("layers", params.layers, "an int >= 0")
-        if not 0 <= params.dropout < 1:
-            raise out_of_range("dropout", params.dropout, "a value in [0, 1)")
 
     def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         if len(input_shape) != 1:

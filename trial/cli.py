@@ -1,4 +1,5 @@
-"""The `trial` command: `trial run`, `trial manifest`, `trial report`, `trial import-nni`.
+"""The `trial` command: `trial run`, `trial manifest`, `trial report`, `trial import-nni`,
+`trial check-solver`, `trial ui`.
 
 `python trial/run.py ARGS` is the same as `trial run ARGS`. A mistake in the user's
 input (a `UserError`) is one line on stderr and exit code 2, never a traceback.
@@ -125,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     nni.add_argument("--metric", default="valid/auroc", help="the metric NNI's trials reported (default: valid/auroc)")
     nni.set_defaults(handler=_import_nni)
 
+    check = commands.add_parser(
+        "check-solver",
+        help="run the solver contract's checks on a solver, yours or a built-in",
+        description="Run, on a solver class, the checks every built-in solver passes: its Params have defaults, "
+        "validate and are frozen; for each data kind it claims (data_kinds), build_model maps a batch to finite "
+        "logits, one epoch of trial's loop trains it, its weights survive a checkpoint round trip, and the same "
+        "seed gives the same weights. One line per check; exit 1 when any fails.",
+    )
+    check.add_argument("solver", metavar="SOLVER", help="a built-in name, module.path:ClassName or path/to/file.py:ClassName")
+    check.set_defaults(handler=_check_solver)
+
     ui = commands.add_parser(
         "ui",
         help="open the MLflow UI over the sweeps' store (mlflow server on 127.0.0.1)",
@@ -198,6 +210,17 @@ def _import_nni(args: argparse.Namespace) -> int:
     out = args.out or Path("search_spaces") / f"{args.nni_file.resolve().parent.name}.yaml"
     print(import_nni(paths, out, solver=args.solver, dataset=args.dataset, metric=args.metric))
     return 0
+
+
+def _check_solver(args: argparse.Namespace) -> int:
+    from trial.solver_checks import check_solver
+
+    results = check_solver(args.solver)  # a solver that does not load is a UserError: exit 2
+    for name, failure in results:
+        print(f"FAIL {name}: {failure}" if failure else f"ok   {name}")
+    failed = sum(failure is not None for _, failure in results)
+    print(f"{args.solver}: {len(results) - failed} of {len(results)} checks passed")
+    return EXIT_SWEEP_FAILED if failed else 0
 
 
 def _ui(args: argparse.Namespace) -> int:

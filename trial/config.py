@@ -20,8 +20,10 @@ import optuna
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from trial.errors import ConfigError, first_line
+from trial.errors import ConfigError, describe_validation_error, first_line
 from trial.nni import nni_distribution
+from trial.plugins import load_reader, load_solver, solver_names
+from trial.solver import Solver, SolverParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
 # What `debug: true` (`trial run --debug`) shrinks a sweep to.
@@ -85,7 +87,10 @@ class DataConfig(_Section):
     labels: str | None = None
     """A labels CSV; sample files are found relative to its folder."""
     path_column: str | None = "path"
-    """Column holding one .npy path per sample; null for tabular data."""
+    """Column holding one data file's path per sample; null for tabular data."""
+    reader: str | None = None
+    """How a data file becomes an array: null reads .npy files; else a function from a
+    file path to a numpy array, as 'module:function' or 'path/file.py:function'."""
     features: StrTuple | None = None
     """Tabular feature columns (used when path_column is null)."""
     target: str = "label"
@@ -116,8 +121,16 @@ class DataConfig(_Section):
 
 class SolverConfig(_Section):
     name: str
-    params: dict[str, Any] = Field(default_factory=dict, strict=False)
-    """Completed by the solver's Params dataclass: every value, defaults included."""
+    """A built-in solver (ecg_cnn1d, image_cnn, tabular_mlp), one an installed package offers,
+    or the team's own: 'module.path:ClassName' or 'path/to/file.py:ClassName'."""
+    params: Any = Field(default_factory=dict)
+    """As written: a mapping; once resolved: the solver's own Params, every value typed
+    and defaults included."""
+
+    @property
+    def cls(self) -> type[Solver]:
+        """The solver class `name` names (imported once; later calls reuse the module)."""
+        return load_solver(self.name)
 
 
 class SchedulerConfig(_Section):
@@ -276,6 +289,16 @@ class SweepConfig(_Section):
 
         return self.search.mode or METRIC_MODES[self.search.metric.split("/", 1)[1]]
 
+    def code_references(self) -> list[str]:
+        """Every name of code this sweep runs: the solver, the reader, each augmentation
+        (searched ones included), for shipping the team's modules to the workers."""
+        names = [self.solver.name, *([self.data.reader] if self.data.reader else []), *self.solver.params.augment]
+        augment = self.search.space.get("augment")
+        for choice in augment.values if augment is not None and augment.values else ():
+            # A choice is a list of names, or the same as comma-separated text.
+            names += [part.strip() for part in choice.split(",")] if isinstance(choice, str) else list(choice)
+        return [name for name in names if name]
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain YAML-able data (tuples become lists), as logged:
         credentials in the tracking URI are masked."""
@@ -385,7 +408,6 @@ def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> Swee
 
 def resolve(raw: dict[str, Any]) -> SweepConfig:
     """Validate raw config data and fill in every default; raises ConfigError."""
-    from solvers import get_solver, registered_solvers
     from trial.datasets import dataset_defaults, dataset_kind
     from trial.metrics import METRIC_MODES
 
@@ -402,13 +424,14 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
 
     config = _validate(raw)
 
-    solver_cls = get_solver(config.solver.name)
-    if data_kind is not None and solver_cls.data_kind != data_kind:
-        fitting = [name for name in registered_solvers() if get_solver(name).data_kind == data_kind]
+    solver_cls = config.solver.cls
+    if data_kind is not None and data_kind not in solver_cls.data_kinds:
         raise ConfigError(
-            f"solver.name: {config.solver.name!r} trains on {solver_cls.data_kind} data but dataset "
-            f"{config.data.dataset!r} is {data_kind} data; solvers for it: {', '.join(fitting)}"
+            f"solver.name: {config.solver.name!r} trains on {' or '.join(solver_cls.data_kinds)} data but dataset "
+            f"{config.data.dataset!r} is {data_kind} data; solvers for it: {', '.join(solvers_for(data_kind))}"
         )
+    if config.data.reader is not None:
+        load_reader(config.data.reader)
     params = solver_cls.parse_params(config.solver.params)
     known = solver_cls.param_names()
     if not config.search.space:
@@ -422,7 +445,7 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
                 f"search.space.{key}: not a param of solver {config.solver.name!r}; its params: {', '.join(known)}"
             )
     for key, spec in config.search.space.items():
-        _check_space_values(solver_cls, config.solver.params, key, spec)
+        _check_space_values(solver_cls, params, key, spec)
     if len(config.search.space) > 2:
         warnings.warn(
             f"search.space searches {len(config.search.space)} params; searching one or two "
@@ -437,12 +460,11 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
     data_cfg = config.data
     if data_cfg.stratify is None:
         data_cfg = data_cfg.model_copy(update={"stratify": (data_cfg.target,)})
-    solver_params = asdict(params)
     search = config.search
     naming: dict[str, Any] = {}
     if config.debug:
         data_cfg = data_cfg.model_copy(update={"subsample": data_cfg.subsample or DEBUG_SUBSAMPLE})
-        solver_params["epochs"] = min(solver_params["epochs"], DEBUG_MAX_EPOCHS)
+        params = params.model_copy(update={"epochs": min(params.epochs, DEBUG_MAX_EPOCHS)})
         search = search.model_copy(update={"num_samples": min(search.num_samples, DEBUG_MAX_TRIALS)})
         # Its own sweep name (Tune storage, resume record, Optuna study), so a set-up check
         # never resumes, nor is resumed as, the real sweep; its runs stay in the real
@@ -451,15 +473,27 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
             "name": f"{config.name}{DEBUG_SUFFIX}",
             "tracking": config.tracking.model_copy(update={"experiment": config.experiment_name}),
         }
-    search = _fit_scheduler_to_epochs(search, solver_params["epochs"])
+    search = _fit_scheduler_to_epochs(search, params.epochs)
     return config.model_copy(
         update={
             "data": data_cfg,
             "search": search,
-            "solver": config.solver.model_copy(update={"params": solver_params}),
+            "solver": config.solver.model_copy(update={"params": params}),
             **naming,
         }
     )
+
+
+def solvers_for(data_kind: str) -> list[str]:
+    """The installed solvers (built-ins included) that train on `data_kind` data."""
+    fitting = []
+    for name in solver_names():
+        try:
+            if data_kind in load_solver(name).data_kinds:
+                fitting.append(name)
+        except ConfigError:  # a broken installed plug-in is not one to suggest
+            continue
+    return sorted(fitting)
 
 
 def max_epochs(search: SearchConfig, epochs: int) -> int:
@@ -483,11 +517,11 @@ def _fit_scheduler_to_epochs(search: SearchConfig, epochs: int) -> SearchConfig:
     return search.model_copy(update={"scheduler": scheduler.model_copy(update={"grace_period": longest})})
 
 
-def _check_space_values(solver_cls: Any, params: Mapping[str, Any], key: str, spec: Distribution) -> None:
+def _check_space_values(solver_cls: type[Solver], params: SolverParams, key: str, spec: Distribution) -> None:
     """A searched range whose ends the solver would refuse fails now, not in every trial."""
     for value in spec.extremes:
         try:
-            solver_cls.parse_params({**params, key: value})
+            solver_cls.parse_params({**dict(params), key: value})
         except ConfigError as error:
             raise ConfigError(f"search.space.{key}: the value {value!r} would be refused ({error})") from None
 
@@ -512,27 +546,14 @@ def _describe(error: Mapping[str, Any]) -> str:
     """One line for the first validation error: key path, what was received, what is allowed."""
     # pydantic puts the split kind's tag in the path (data.split.holdout.valid); drop it.
     loc = [str(part) for part in error["loc"] if part not in _SPLIT_TAGS]
-    where = ".".join(loc) or "config"
-    kind = error["type"]
-    received = error.get("input")
-    if kind == "extra_forbidden":
+    if error["type"] == "extra_forbidden":
         if loc[:-1] == ["data", "split"]:
             allowed = "valid, test (hold-out) or folds, fold, test (k-fold)"
         else:
             model = _model_at(loc[:-1])
             allowed = ", ".join(model.model_fields) if model else "nothing"
-        return f"{where}: unknown key; allowed here: {allowed}"
-    if kind == "missing":
-        return f"{where}: required key is missing"
-    if kind in ("literal_error", "union_tag_invalid"):
-        return f"{where}: {error['msg'].replace('Input should be', 'must be')}, got {received!r}"
-    if kind == "value_error":
-        message = error["msg"].removeprefix("Value error, ")
-        return f"{where}: {message}"
-    if kind == "float_type" and isinstance(received, str):
-        return f"{where}: expected a number, got the text {received!r} (YAML reads 1e-3 as text: write 1.0e-3)"
-    message = error["msg"].replace("Input should be", "must be")
-    return f"{where}: {message}, got {received!r} ({type(received).__name__})"
+        return f"{'.'.join(loc)}: unknown key; allowed here: {allowed}"
+    return describe_validation_error({**error, "loc": tuple(loc)})
 
 
 def _model_at(loc: Sequence[str]) -> type[BaseModel] | None:

@@ -21,10 +21,19 @@ import torch
 from trial.config import DataConfig, KFoldSplit, SweepConfig
 from trial.datasets import materialize
 from trial.errors import DataError, first_line
-from trial.filecheck import apply_bad_file_policy, check_files, pack_arrays, pack_features, resolve_paths
+from trial.filecheck import (
+    apply_bad_file_policy,
+    check_files,
+    check_files_with_reader,
+    pack_arrays,
+    pack_features,
+    resolve_paths,
+)
 from trial.manifest import Manifest, SplitSpec, build_or_load_manifest
+from trial.plugins import load_reader
 
 SPLITS = ("train", "valid", "test")
+DATA_KIND_BY_DIMS = {1: "tabular", 2: "signal", 3: "image"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,12 @@ class PreparedData:
     manifest_hash: str
     sample_columns: tuple[str, ...] = ()
     """Kept beside each prediction: the sample's file, its stratify and balance values."""
+
+    @property
+    def data_kind(self) -> str | None:
+        """signal, image or tabular by the sample's number of dimensions (None for others):
+        which built-in augmentations apply."""
+        return DATA_KIND_BY_DIMS.get(len(self.input_shape))
 
     @property
     def num_classes(self) -> int:
@@ -115,7 +130,11 @@ def prepare_data(config: SweepConfig) -> PreparedData:
         paths = resolve_paths(
             labels, path_column=data.path_column, root=labels_csv.parent, allow_outside_root=data.allow_outside_root
         )
-        verdict = check_files(paths, cache_file=cache_dir / "filecheck.sqlite")
+        reader = (data.reader, load_reader(data.reader)) if data.reader else None
+        if reader is None:
+            verdict = check_files(paths, cache_file=cache_dir / "filecheck.sqlite")
+        else:
+            verdict = check_files_with_reader(paths, reader[1], reader[0])
         kept = apply_bad_file_policy(labels, verdict, on_bad_file=data.on_bad_file)
         input_shape = tuple(verdict.shape)
         kept_paths = [paths[i] for i in kept.index]
@@ -149,8 +168,8 @@ def prepare_data(config: SweepConfig) -> PreparedData:
 
     manifest = manifest_of(kept)
     if data.path_column is not None:
-        key = _files_key(manifest, kept_paths)
-        arrays = pack_arrays(kept_paths, out_path=cache_dir / f"arrays-{key}.npy", shape=input_shape)
+        key = _files_key(manifest, kept_paths, data.reader)
+        arrays = pack_arrays(kept_paths, out_path=cache_dir / f"arrays-{key}.npy", shape=input_shape, reader=reader)
     else:
         arrays = features_of(manifest)
     classes = tuple(sorted(manifest.frame[data.target].unique().tolist()))
@@ -231,9 +250,9 @@ def _split_spec(data: DataConfig) -> SplitSpec:
     return SplitSpec(test=split.test, valid=split.valid)
 
 
-def _files_key(manifest: Manifest, paths: Sequence[Path]) -> str:
-    """Names the packed array after the rows and the files' identities (size, mtime)."""
-    digest = hashlib.sha256(manifest.content_hash.encode())
+def _files_key(manifest: Manifest, paths: Sequence[Path], reader: str | None) -> str:
+    """Names the packed array after the rows, the reader and the files' identities (size, mtime)."""
+    digest = hashlib.sha256(f"{manifest.content_hash}\0{reader or 'npy'}".encode())
     for path in paths:
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())

@@ -7,6 +7,9 @@ received and what is allowed.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 def first_line(error: BaseException) -> str:
     """An error's message cut to its first line (its type's name if it has none), for one-line reports."""
@@ -32,3 +35,21 @@ class SweepFailed(Exception):
 
 class SweepInterrupted(Exception):
     """Ctrl-C stopped the sweep; its runs are marked KILLED. Exit code 130, like any SIGINT."""
+
+
+def describe_validation_error(error: Mapping[str, Any], where: str = "") -> str:
+    """One line for a pydantic error (an item of `ValidationError.errors()`): the key path
+    under `where`, what was received, what is allowed."""
+    loc = ".".join([where, *map(str, error["loc"])] if where else map(str, error["loc"])) or "config"
+    kind = error["type"]
+    received = error.get("input")
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    if kind in ("literal_error", "union_tag_invalid"):
+        return f"{loc}: {error['msg'].replace('Input should be', 'must be')}, got {received!r}"
+    if kind == "value_error":
+        return f"{loc}: {error['msg'].removeprefix('Value error, ')}"
+    if kind == "float_type" and isinstance(received, str):
+        return f"{loc}: expected a number, got the text {received!r} (YAML reads 1e-3 as text: write 1.0e-3)"
+    message = error["msg"].replace("Input should be", "must be")
+    return f"{loc}: {message}, got {received!r} ({type(received).__name__})"

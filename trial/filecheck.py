@@ -163,6 +163,44 @@ def check_files(paths: Sequence[Path], *, cache_file: Path) -> FileCheckResult:
     return _result(names, codes, verdicts.items)
 
 
+def check_files_with_reader(paths: Sequence[Path], reader: Callable[[Path], Any], reader_name: str) -> FileCheckResult:
+    """Verify each file through a user's reader (`data.reader`), with the checks `check_files`
+    makes on what np.load returns. Not cached: the reader is code that may change.
+
+    A reader that raises on a file makes that file bad (its message is the reason); one
+    that returns something other than a numeric array is a ConfigError naming `data.reader`.
+    """
+    names = list(map(os.fspath, paths))
+    verdicts = _Verdicts()
+    codes = np.array([verdicts.code(_reader_verdict(name, reader, reader_name)) for name in names], dtype=np.int32)
+    return _result(names, codes, verdicts.items)
+
+
+def read_with(reader: Callable[[Path], Any], reader_name: str, path: str | Path) -> np.ndarray:
+    """`reader(path)` as an array; a ConfigError naming `data.reader` when it returns something else."""
+    value = reader(Path(path))
+    if isinstance(value, np.ndarray) and value.dtype.kind in _NUMERIC_KINDS:
+        return value
+    what = f"an array of dtype {value.dtype}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+    raise ConfigError(f"data.reader: {reader_name} returned {what} for {path}; expected a numeric numpy array")
+
+
+def _reader_verdict(path: str, reader: Callable[[Path], Any], reader_name: str) -> _Verdict:
+    if not os.path.isfile(path):
+        return "file not found", None, None
+    try:
+        array = read_with(reader, reader_name, path)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the reader failing on this file is a verdict about it
+        return f"{reader_name} failed: {type(error).__name__}: {first_line(error)}", None, None
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            return f"{array.size - int(finite.sum())} non-finite value(s) (NaN or inf)", None, None
+    return None, tuple(int(s) for s in array.shape), array.dtype.name
+
+
 def apply_bad_file_policy(
     frame: pd.DataFrame, result: FileCheckResult, *, on_bad_file: Literal["error", "skip"]
 ) -> pd.DataFrame:
@@ -195,13 +233,19 @@ def apply_bad_file_policy(
 
 
 def pack_arrays(
-    paths: Sequence[Path], *, out_path: Path, shape: Sequence[int], dtype: str = "float32"
+    paths: Sequence[Path],
+    *,
+    out_path: Path,
+    shape: Sequence[int],
+    dtype: str = "float32",
+    reader: tuple[str, Callable[[Path], Any]] | None = None,
 ) -> Path:
     """Write the arrays of `paths` as one .npy [N, *shape] (row i = paths[i]) for mmap reading.
 
-    Workers open it with `np.load(out_path, mmap_mode="r")`. Nothing is done when
-    `out_path` exists: the caller puts a content key in its name. The output is written
-    through a memory map (flat memory) to a temp file and moved into place atomically.
+    Files are .npy, or read by `reader` (its config name and function). Workers open the
+    result with `np.load(out_path, mmap_mode="r")`. Nothing is done when `out_path`
+    exists: the caller puts a content key in its name. The output is written through a
+    memory map (flat memory) to a temp file and moved into place atomically.
     """
     out_path = Path(out_path)
     if out_path.exists():
@@ -210,6 +254,12 @@ def pack_arrays(
 
     def fill(out: np.ndarray) -> None:
         for i, path in enumerate(paths):
+            if reader is not None:
+                array = read_with(reader[1], reader[0], path)
+                if array.shape != shape:
+                    raise DataError(f"data file {path}: shape {array.shape}, expected {shape}")
+                out[i] = array
+                continue
             try:
                 array = np.load(path, allow_pickle=False)
             except (OSError, ValueError, EOFError) as error:

@@ -25,7 +25,7 @@ import torch
 from trial.config import Distribution, SweepConfig
 from trial.data import SplitData, open_split
 from trial.errors import UserError, first_line
-from trial.worker import TrialJob, train_sampler
+from trial.loop import Trainer, TrialJob, build_model, predict_proba, set_frozen, train_sampler
 
 _BASE = "its base params"
 PREFLIGHT_ROWS = 8
@@ -50,10 +50,10 @@ def preflight(config: SweepConfig, job: TrialJob) -> float:
         try:
             signature = _check_variant(job.with_trial_params(values), train, valid, config.scaling.num_workers, stepped)
         except UserError as error:
-            raise PreflightError(f"pre-flight: solver {job.solver!r} with {where}: {error}") from None
+            raise PreflightError(f"pre-flight: solver {job.solver_name!r} with {where}: {error}") from None
         except Exception as error:  # the solver's own code failing on this data: the user's to fix
             raise PreflightError(
-                f"pre-flight: solver {job.solver!r} with {where} failed on the data: {type(error).__name__}: {first_line(error)}"
+                f"pre-flight: solver {job.solver_name!r} with {where} failed on the data: {type(error).__name__}: {first_line(error)}"
             ) from None
         stepped.add(signature)
     return time.perf_counter() - started
@@ -80,7 +80,8 @@ def _check_variant(job: TrialJob, train: SplitData, valid: SplitData, num_worker
             f"{params.batch_size} on each of {num_workers} worker(s) (scaling.num_workers); "
             f"use solver.params.batch_size <= {fits}"
         )
-    model = solver.build_model(data.input_shape, data.num_classes)
+    model = build_model(solver, data.input_shape, data.num_classes)
+    set_frozen(model, params, 0)
     signature = (
         params.batch_size,
         tuple((name, tuple(tensor.shape)) for name, tensor in model.state_dict().items()),
@@ -88,15 +89,22 @@ def _check_variant(job: TrialJob, train: SplitData, valid: SplitData, num_worker
     )
     if signature in stepped:
         return signature
-    device = torch.device("cpu")
-    solver.prepare(train.y, data.num_classes)
-    optimizer = solver.configure_optimizer(model, len(sampler))
+    trainer = Trainer(
+        solver,
+        model,
+        num_classes=data.num_classes,
+        data_kind=data.data_kind,
+        train_labels=train.y,
+        steps_per_epoch=len(sampler),
+        device=torch.device("cpu"),
+        seed=0,
+    )
     # A few rows of the first batch: enough for shapes and batch statistics (a batch of
     # one still fails, as it would in the trials), cheap enough to run before every sweep.
     first_batch = next(iter(sampler))[:PREFLIGHT_ROWS]
-    solver.train_epoch(model, train.batches([first_batch]), optimizer, device)
+    trainer.train_epoch(model, train.batches([first_batch]))
     rows = list(range(min(len(valid), PREFLIGHT_ROWS)))
-    proba = solver.predict_proba(model, valid.batches([rows]), device)
+    proba = predict_proba(model, valid.batches([rows]), trainer.device)
     if tuple(proba.shape) != (len(rows), data.num_classes):
         raise UserError(
             f"predict_proba returned shape {list(proba.shape)} for {len(rows)} rows, "
@@ -116,7 +124,8 @@ def fit_debug_batch_size(config: SweepConfig, job: TrialJob) -> SweepConfig:
     train = open_split(job.data, "train", frame)
     # The capacity does not depend on the batch size; any size that holds every key probes it.
     fits = batch_capacity(train_sampler(job, train, len(train), num_replicas=config.scaling.num_workers, drop_last=False))
-    base = config.solver.params["batch_size"]
+    params = config.solver.params
+    base = params.batch_size
     spec = config.search.space.get("batch_size")
     largest = max([base, *(spec.extremes if spec is not None else [])])
     if largest <= fits:
@@ -125,7 +134,9 @@ def fit_debug_batch_size(config: SweepConfig, job: TrialJob) -> SweepConfig:
         f"debug: solver.params.batch_size lowered from {largest} to {fits}, what one epoch of the debug "
         f"sample's train split holds on each of {config.scaling.num_workers} worker(s)"
     )
-    update: dict[str, Any] = {"solver": config.solver.model_copy(update={"params": {**config.solver.params, "batch_size": min(base, fits)}})}
+    update: dict[str, Any] = {
+        "solver": config.solver.model_copy(update={"params": params.model_copy(update={"batch_size": min(base, fits)})})
+    }
     if spec is not None:
         space = {**config.search.space, "batch_size": _capped(spec, fits)}
         update["search"] = config.search.model_copy(update={"space": space})

@@ -32,9 +32,10 @@ from trial.data import SPLITS, PreparedData, open_split, prepare_data, probabili
 from trial.errors import ConfigError, SweepFailed, SweepInterrupted
 from trial.report import REPORT_NAME, log_sweep_report
 from trial.tags import BEST_TRIAL_TAG
+from trial.plugins import shipped_modules
 from trial.preflight import fit_debug_batch_size, preflight
 from trial.tracking import Tracker, open_store
-from trial.worker import TrialJob, load_trained_model, predict, split_metrics, train_solver
+from trial.loop import TrialJob, load_trained_model, predict, split_metrics, train_solver
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SWEEP_FILE = "trial-sweep.json"
@@ -108,7 +109,7 @@ def build_scheduler(config: SweepConfig, pruned: set[str]) -> TrialScheduler:
         time_attr="epoch",
         metric=config.search.metric,
         mode=config.metric_mode,
-        max_t=max_epochs(config.search, config.solver.params["epochs"]),
+        max_t=max_epochs(config.search, config.solver.params.epochs),
         grace_period=scheduler.grace_period,
         reduction_factor=scheduler.reduction_factor,
     )
@@ -213,14 +214,23 @@ class SweepOutcome:
     local files, else a copy in experiment_path; None where it could not be built."""
 
 
-def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Join the cluster at `address` or RAY_ADDRESS, or start a local one on 127.0.0.1."""
+def connect_ray(address: str | None = None, *, num_cpus: int | None = None, user_modules: list[str] = ()) -> None:
+    """Join the cluster at `address` or RAY_ADDRESS, or start a local one on 127.0.0.1.
+
+    `user_modules` (paths of the team's own modules, see trial.plugins.shipped_modules)
+    travel to every worker with Ray's runtime_env, so nothing has to be installed there.
+    """
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     # Workers import trial and solvers from the project even without an install; a job
-    # submitted with --working-dir already has its own runtime environment.
-    runtime_env = None if os.environ.get("RAY_JOB_ID") else {"env_vars": {"PYTHONPATH": _pythonpath()}}
+    # submitted with --working-dir already has its own runtime environment, and the
+    # user's modules in that folder with it.
+    runtime_env = None
+    if not os.environ.get("RAY_JOB_ID"):
+        runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath()}}
+        if user_modules:
+            runtime_env["py_modules"] = list(user_modules)
     if address:
         ray.init(address=address, runtime_env=runtime_env)
     else:
@@ -275,7 +285,7 @@ def run_sweep(
     tracker = Tracker(config, store)
     if parent_id is not None:
         tracker.reopen_parent(parent_id)  # a finished or missing parent fails here, before Ray starts
-    connect_ray(address)
+    connect_ray(address, user_modules=shipped_modules(config.code_references()))
     check_cluster_fits(config, local=not (address or os.environ.get("RAY_ADDRESS")))
 
     if parent_id is None:
@@ -347,7 +357,7 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 def sweep_job(config: SweepConfig, prepared: PreparedData) -> TrialJob:
     """The job every trial of this sweep starts from, before its searched values."""
     return TrialJob(
-        solver=config.solver.name,
+        solver=config.solver.cls,
         params=config.solver.params,
         data=prepared,
         root_seed=config.seed,
@@ -414,13 +424,13 @@ def _finish(config: SweepConfig, tracker: Tracker, callback: Any, prepared: Prep
     searched = {name: best.config[name] for name in config.search.space}
     state = _load_checkpoint(best)
     job = sweep_job(config, prepared).with_trial_params(searched)
-    solver, model = load_trained_model(job, state["best_model"])
+    model = load_trained_model(job, state["best_model"])
     frame = prepared.frame()
     metrics: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="trial-predictions-") as directory:
         for split_name in SPLITS:
             split = open_split(prepared, split_name, frame)
-            proba = predict(solver, model, split, torch.device("cpu"))
+            proba = predict(model, split, torch.device("cpu"), batch_size=job.params.batch_size)
             metrics[split_name] = split_metrics(split, proba, prefix=split_name)
             probability_frame(prepared, split, proba).to_csv(Path(directory) / f"{split_name}_probability.csv", index=False)
         tracker.log_artifact(Path(directory), "predictions")

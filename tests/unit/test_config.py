@@ -10,8 +10,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-import solvers.base
-from solvers import get_solver
+from trial import plugins
+from trial.plugins import load_solver
 
 from trial.cli import main
 from trial.config import (
@@ -56,7 +56,7 @@ def test_demo_config_resolves_with_dataset_and_solver_defaults():
     config = load_config()
     assert config.name == "demo-ecg"
     assert config.data.stratify == ("label", "hos") and config.data.group == "patient_id"
-    assert config.solver.params["epochs"] == 8 and "dropout" in config.solver.params
+    assert config.solver.params.epochs == 8 and config.solver.params.dropout == 0.2
     assert config.metric_mode == "max"
     assert set(config.search.space) == {"lr", "weight_decay"}
     # NNI's form is read into the same distribution.
@@ -85,7 +85,7 @@ def test_demo_config_resolves_with_dataset_and_solver_defaults():
         ("search.space.beta3", {"type": "uniform", "low": 0.1, "high": 0.9}, "search.space.beta3: not a param of solver 'ecg_cnn1d'; its params: "),
         ("search.space.lr", {"type": "choice", "values": []}, "search.space.lr: choice needs a non-empty `values` list"),
         ("search.space.lr", {"type": "int", "low": 1.5, "high": 4}, "search.space.lr: int bounds must be whole numbers"),
-        ("solver.name", "resnet", "solver.name: unknown solver 'resnet'; registered: ecg_cnn1d"),
+        ("solver.name", "resnet", "solver.name: unknown solver 'resnet'; known: ecg_cnn1d, image_cnn, tabular_mlp; or name your own as 'module.path:Name'"),
         ("solver.params", {"epochs": 0}, "solver.params.epochs"),
         ("solver.params", {"lrr": 0.1}, "solver.params.lrr: unknown param for solver 'ecg_cnn1d'"),
         ("solver.params", {"lr": "1e-3"}, "solver.params.lr"),
@@ -134,7 +134,7 @@ def test_overrides_parse_values_as_yaml():
         ["solver.params.epochs=3", "search.num_samples=4", "search.space.lr={type: loguniform, low: 1.0e-4, high: 1.0e-2}"],
     )
     config = resolve(raw)
-    assert config.solver.params["epochs"] == 3 and config.search.num_samples == 4
+    assert config.solver.params.epochs == 3 and config.search.num_samples == 4
     assert config.search.space["lr"].high == 1.0e-2
 
 
@@ -443,13 +443,13 @@ def test_labels_csv_data_stratifies_on_its_target_by_default():
 def test_debug_shrinks_the_sweep_and_names_it_apart():
     config = _resolved(debug=True)
     assert (config.name, config.experiment_name, config.tracking.experiment) == ("t-debug", "t", "t")
-    assert (config.data.subsample, config.solver.params["epochs"], config.search.num_samples) == (0.05, 2, 2)
+    assert (config.data.subsample, config.solver.params.epochs, config.search.num_samples) == (0.05, 2, 2)
     small = _resolved(debug=True, data__subsample=0.5, solver__params={"epochs": 1}, search__num_samples=1,
                       tracking={"experiment": "exp"})
-    assert (small.data.subsample, small.solver.params["epochs"], small.search.num_samples) == (0.5, 1, 1)
+    assert (small.data.subsample, small.solver.params.epochs, small.search.num_samples) == (0.5, 1, 1)
     assert (small.name, small.experiment_name) == ("t-debug", "exp")
     full = _resolved()
-    assert (full.name, full.data.subsample, full.solver.params["epochs"], full.search.num_samples) == ("t", None, 8, 8)
+    assert (full.name, full.data.subsample, full.solver.params.epochs, full.search.num_samples) == ("t", None, 8, 8)
 
 
 @pytest.mark.parametrize(
@@ -608,7 +608,7 @@ def test_space_mistakes_in_full():
     )
     with pytest.raises(ConfigError) as error:
         _resolved(search__space={"beta3": {"type": "uniform", "low": 0.1, "high": 0.2}})
-    known = get_solver("ecg_cnn1d").param_names()
+    known = load_solver("ecg_cnn1d").param_names()
     assert len(known) > 1
     assert str(error.value) == f"search.space.beta3: not a param of solver 'ecg_cnn1d'; its params: {', '.join(known)}"
     space = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}, "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
@@ -622,7 +622,7 @@ def test_space_mistakes_in_full():
 
 
 def test_a_solver_for_another_kind_of_data_lists_every_solver_for_the_dataset(monkeypatch):
-    monkeypatch.setitem(solvers.base._REGISTRY, "image_cnn_copy", get_solver("image_cnn"))
+    monkeypatch.setitem(plugins.BUILTIN_SOLVERS, "image_cnn_copy", plugins.BUILTIN_SOLVERS["image_cnn"])
     with pytest.raises(ConfigError) as error:
         _resolved(data__dataset="digits")
     assert str(error.value) == (

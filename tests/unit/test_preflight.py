@@ -5,7 +5,6 @@ run); now it is one line on stderr, exit 2, before any MLflow run is opened.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,13 @@ import yaml
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-import solvers.base
-from solvers import Solver
+from trial import Solver, SolverParams
 from tests.team_data import team_data
 from trial import tune_glue
 from trial.cli import main
 from trial.config import load_config
 from trial.data import prepare_data
+from trial.loop import Trainer
 from trial.preflight import fit_debug_batch_size, preflight, search_extremes
 from trial.tune_glue import build_scheduler, sweep_job
 
@@ -133,7 +132,7 @@ def test_two_workers_halve_the_batch_that_fits(tmp_path):
             )
         )
         with pytest.warns(UserWarning, match=f"on each of {workers} worker"):
-            fitted.append(fit_debug_batch_size(config, sweep_job(config, prepare_data(config))).solver.params["batch_size"])
+            fitted.append(fit_debug_batch_size(config, sweep_job(config, prepare_data(config))).solver.params.batch_size)
     assert fitted[1] == fitted[0] // 2
 
 
@@ -147,16 +146,13 @@ def test_a_model_that_cannot_take_the_data_shape_is_one_line(tmp_path, capsys, n
     assert_no_runs(tmp_path)
 
 
-@dataclass(frozen=True)
-class _WidthParams(Solver.Params):
+class _WidthParams(SolverParams):
     width: int = 8
 
 
 class _WidthMismatch(Solver):
     """A user's model whose head expects `width` features: wrong for any width but 256."""
 
-    name = "width_mismatch"
-    data_kind = "signal"
     Params = _WidthParams
 
     def build_model(self, input_shape, num_classes):
@@ -164,17 +160,16 @@ class _WidthMismatch(Solver):
 
 
 def test_a_searched_value_that_breaks_the_forward_pass_is_named(tmp_path, capsys, no_ray, monkeypatch):
-    monkeypatch.setitem(solvers.base._REGISTRY, _WidthMismatch.name, _WidthMismatch)
     labels = team_data(tmp_path / "data", rows=120)
     config = write_config(
         tmp_path,
         labels,
-        solver={"name": "width_mismatch", "params": {"epochs": 1, "batch_size": 16, "width": 256}},
+        solver={"name": "tests.unit.test_preflight:_WidthMismatch", "params": {"epochs": 1, "batch_size": 16, "width": 256}},
         space={"width": {"type": "choice", "values": [256, 300]}},
     )
     code, err = run_cli(["run", "--config", str(config)], capsys)
     assert code == 2 and len(err) == 1, err
-    assert err[0].startswith("trial: error: pre-flight: solver 'width_mismatch' with width=300 failed on the data: RuntimeError: ")
+    assert err[0].startswith("trial: error: pre-flight: solver 'tests.unit.test_preflight:_WidthMismatch' with width=300 failed on the data: RuntimeError: ")
     assert "300" in err[0]
     assert_no_runs(tmp_path)
 
@@ -188,8 +183,8 @@ def test_shape_alike_variants_only_build_their_model(tmp_path, monkeypatch):
     }
     config = load_config(write_config(tmp_path, labels, space=space))
     steps = []
-    original = Solver.train_epoch
-    monkeypatch.setattr(Solver, "train_epoch", lambda self, *a, **k: steps.append(self.params) or original(self, *a, **k))
+    original = Trainer.train_epoch
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, *a, **k: steps.append(self.solver.params) or original(self, *a, **k))
     preflight(config, sweep_job(config, prepare_data(config)))
     assert len(steps) == 1
     steps.clear()
@@ -243,7 +238,7 @@ def test_debug_lowers_the_batch_size_to_what_the_sample_holds(tmp_path, capsys, 
     with pytest.warns(UserWarning, match=r"debug: solver.params.batch_size lowered from 128 to \d+") as caught:
         fitted = fit_debug_batch_size(config, job)
     assert len(caught) == 1
-    fits = fitted.solver.params["batch_size"]
+    fits = fitted.solver.params.batch_size
     assert fits < 64
     assert fitted.search.space["batch_size"].values == ((32, fits) if fits > 32 else (fits,))
     preflight(fitted, sweep_job(fitted, prepare_data(fitted)))  # every variant now trains

@@ -1,11 +1,12 @@
 """Training-time augmentations, named per data kind, and batch mixing (mixup, cutmix).
 
-An augmentation maps a batch [N, *sample_shape] to a new batch of the same shape and
-device, drawing one random transform per sample. Mixing maps (batch, class indices) to
-(mixed batch, soft targets [N, num_classes]). Every random draw comes from torch's
-global generators (CPU, or the batch's CUDA device), which the training loop seeds per
-worker rank: workers of one trial draw different transforms, and a run repeats under
-the same seed. Nothing here touches numpy's global RNG. None of it runs at evaluation.
+An augmentation is `fn(x, rng) -> x`: it maps a batch [N, *sample_shape] to a new batch
+of the same shape and device, drawing one random transform per sample from `rng`, a CPU
+`torch.Generator` the training loop seeds per worker rank and keeps in its checkpoints:
+workers of one trial draw different transforms, and a run repeats under the same seed.
+A team's own augmentations take the same form. Mixing maps (batch, class indices) to
+(mixed batch, soft targets [N, num_classes]) and draws from torch's global generator.
+None of it runs at evaluation.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping
 import torch
 import torch.nn.functional as F
 
-Augmentation = Callable[[torch.Tensor], torch.Tensor]
+Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 # Strengths are fixed rather than params: each name is one well-tested recipe, and the
 # sweep searches one or two params at a time, which should be the ones that matter.
@@ -31,17 +32,25 @@ _ROTATE_DEGREES = 15.0
 """Largest rotation either way."""
 
 
-def signal_noise(x: torch.Tensor) -> torch.Tensor:
+def _randn(shape: tuple[int, ...] | torch.Size, rng: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(tuple(shape), generator=rng).to(device=like.device, dtype=like.dtype)
+
+
+def _randint(low: int, high: int, shape: tuple[int, ...], rng: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.randint(low, high, shape, generator=rng).to(like.device)
+
+
+def signal_noise(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Add Gaussian noise scaled to each lead's own std (signals are rarely normalised)."""
-    return x + _NOISE * x.std(dim=-1, keepdim=True, unbiased=False) * torch.randn_like(x)
+    return x + _NOISE * x.std(dim=-1, keepdim=True, unbiased=False) * _randn(x.shape, rng, x)
 
 
-def signal_scaling(x: torch.Tensor) -> torch.Tensor:
+def signal_scaling(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Multiply each lead of each sample by a log-normal factor around 1 (electrode gain)."""
-    return x * torch.exp(_SCALING * torch.randn(*x.shape[:-1], 1, device=x.device, dtype=x.dtype))
+    return x * torch.exp(_SCALING * _randn((*x.shape[:-1], 1), rng, x))
 
 
-def signal_shift(x: torch.Tensor) -> torch.Tensor:
+def signal_shift(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Roll each sample in time by up to 10% of its length, all leads together.
 
     Circular rather than zero-padded: recordings such as ECGs are quasi-periodic, and
@@ -49,29 +58,29 @@ def signal_shift(x: torch.Tensor) -> torch.Tensor:
     """
     n, _, length = x.shape
     reach = max(1, int(length * _SIGNAL_SHIFT))
-    shifts = torch.randint(-reach, reach + 1, (n, 1), device=x.device)
+    shifts = _randint(-reach, reach + 1, (n, 1), rng, x)
     index = (torch.arange(length, device=x.device) - shifts) % length
     return x.gather(-1, index.unsqueeze(1).expand_as(x))
 
 
-def image_shift(x: torch.Tensor) -> torch.Tensor:
+def image_shift(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Translate each image by whole pixels, up to 10% of each side (at least 1), zero-filled."""
     n, _, height, width = x.shape
     theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     for axis, size in ((0, width), (1, height)):
         reach = max(1, round(size * _IMAGE_SHIFT))
-        pixels = torch.randint(-reach, reach + 1, (n,), device=x.device)
+        pixels = _randint(-reach, reach + 1, (n,), rng, x)
         # In grid_sample's [-1, 1] coordinates (align_corners=False) one pixel is 2/size;
         # whole-pixel offsets land on pixel centres, so nearest sampling copies exactly.
         theta[:, axis, 2] = pixels.to(x.dtype) * (2.0 / size)
     return _warp(x, theta, mode="nearest")
 
 
-def image_rotate(x: torch.Tensor) -> torch.Tensor:
+def image_rotate(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Rotate each image about its centre by up to 15 degrees either way, bilinear, zero-filled."""
     n, _, height, width = x.shape
-    angle = (torch.rand(n, device=x.device, dtype=x.dtype) * 2 - 1) * math.radians(_ROTATE_DEGREES)
+    angle = (torch.rand(n, generator=rng).to(device=x.device, dtype=x.dtype) * 2 - 1) * math.radians(_ROTATE_DEGREES)
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
     # A rotation in pixels, expressed in grid_sample's coordinates, which scale x by 2/width
@@ -81,9 +90,9 @@ def image_rotate(x: torch.Tensor) -> torch.Tensor:
     return _warp(x, theta, mode="bilinear")
 
 
-def tabular_noise(x: torch.Tensor) -> torch.Tensor:
+def tabular_noise(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Add Gaussian noise scaled to each feature's std within the batch (raw CSV columns differ in scale)."""
-    return x + _NOISE * x.std(dim=0, keepdim=True, unbiased=False) * torch.randn_like(x)
+    return x + _NOISE * x.std(dim=0, keepdim=True, unbiased=False) * _randn(x.shape, rng, x)
 
 
 AUGMENTATIONS: Mapping[str, Mapping[str, Augmentation]] = {
@@ -91,18 +100,10 @@ AUGMENTATIONS: Mapping[str, Mapping[str, Augmentation]] = {
     "image": {"shift": image_shift, "rotate": image_rotate},
     "tabular": {"noise": tabular_noise},
 }
-"""Augmentation name -> function, per data kind; `solver.params.augment` lists names from its kind."""
+"""Built-in augmentation name -> function, per data kind (trial.plugins.load_augmentation looks names up here)."""
 
 CUTMIX_KINDS = ("signal", "image")
 """Data kinds with a region to cut: a time segment or an image patch."""
-
-
-def augment(x: torch.Tensor, data_kind: str, names: tuple[str, ...] | list[str]) -> torch.Tensor:
-    """`x` with the named augmentations of `data_kind` applied in the order given."""
-    table = AUGMENTATIONS[data_kind]
-    for name in names:
-        x = table[name](x)
-    return x
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, num_classes: int, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:

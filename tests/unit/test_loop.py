@@ -1,4 +1,4 @@
-"""The per-worker loop without Ray: reporting, checkpoint resume, early stopping."""
+"""The training loop without Ray: reporting, checkpoint resume, early stopping."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from tests.ddp import run_ranks
-from trial import worker
+from trial import loop
 from trial.config import resolve
 from trial.context import LocalContext
 from trial.data import open_split, prepare_data
 from trial.sampler import BalancedBatchSampler, composite_keys
 from trial.tune_glue import sweep_job
-from trial.worker import TrialJob, train_solver
+from trial.loop import TrialJob, train_solver
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ class KeepEveryCheckpoint(LocalContext):
 def scripted_scores(monkeypatch, job: TrialJob, scores: list[float]) -> None:
     """Make each epoch's validation report the next of `scores` as the searched metric."""
     remaining = iter(scores)
-    monkeypatch.setattr(worker, "evaluate", lambda *args, **kwargs: {job.metric: next(remaining)})
+    monkeypatch.setattr(loop, "evaluate", lambda *args, **kwargs: {job.metric: next(remaining)})
 
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -177,7 +177,8 @@ def test_early_stopping_ends_the_trial_after_patience_epochs(job):
 def test_trial_params_override_the_solver_params_and_are_kept_apart(job):
     trial = job.with_trial_params({"lr": 0.02, "epochs": 2})
     assert trial.trial_params == {"lr": 0.02, "epochs": 2}
-    assert trial.params == {**job.params, "lr": 0.02, "epochs": 2}
+    assert dict(trial.params) == {**dict(job.params), "lr": 0.02, "epochs": 2}
+    assert type(trial.params) is type(job.params)
     assert trial.make_solver().params.lr == 0.02
 
 
@@ -189,41 +190,39 @@ def test_the_final_evaluation_of_the_best_weights_repeats_the_best_epochs_score(
     train_solver(job, context)
     losses = [r["valid/loss"] for r in context.reports]
     assert len(set(losses)) == 4
-    solver, model = worker.load_trained_model(job, context.last_checkpoint["best_model"])
+    model = loop.load_trained_model(job, context.last_checkpoint["best_model"])
     valid = open_split(job.data, "valid")
-    final = worker.evaluate(solver, model, valid, torch.device("cpu"), prefix="valid")
+    final = loop.evaluate(model, valid, torch.device("cpu"), batch_size=job.params.batch_size, prefix="valid")
     assert final["valid/loss"] == pytest.approx(min(losses), rel=1e-6)
 
 
-def test_the_loop_hands_training_labels_and_steps_per_epoch_to_the_solver(job, monkeypatch):
+def test_the_loop_hands_training_labels_and_steps_per_epoch_to_the_trainer(job, monkeypatch):
     # class_weights need the training split's labels; onecycle needs the batches per epoch.
     seen = {}
-    solver_cls = type(job.make_solver())
-    real_prepare, real_configure = solver_cls.prepare, solver_cls.configure_optimizer
+    real_init = loop.Trainer.__init__
 
-    def prepare(self, labels, num_classes):
-        seen["labels"], seen["num_classes"] = labels, num_classes
-        return real_prepare(self, labels, num_classes)
+    def init(self, solver, model, **kwargs):
+        seen.update(kwargs)
+        real_init(self, solver, model, **kwargs)
+        seen["trainer"] = self
 
-    def configure_optimizer(self, model, steps_per_epoch=None):
-        seen["steps"] = steps_per_epoch
-        return real_configure(self, model, steps_per_epoch)
-
-    monkeypatch.setattr(solver_cls, "prepare", prepare)
-    monkeypatch.setattr(solver_cls, "configure_optimizer", configure_optimizer)
+    monkeypatch.setattr(loop.Trainer, "__init__", init)
     trial = job.with_trial_params({"epochs": 1, "class_weights": True, "lr_scheduler": "onecycle"})
     train_solver(trial, LocalContext(root_seed=job.root_seed))
     train = open_split(job.data, "train")
-    assert (seen["labels"] == train.y).all() and seen["num_classes"] == job.data.num_classes == 2
+    assert (seen["train_labels"] == train.y).all() and seen["num_classes"] == job.data.num_classes == 2
+    assert seen["data_kind"] == "signal"
     # Balanced batches of 16 over the training split's epoch plan.
-    assert seen["steps"] == len(worker.train_sampler(trial, train, 16, num_replicas=1)) > 1
+    steps = len(loop.train_sampler(trial, train, 16, num_replicas=1))
+    assert seen["steps_per_epoch"] == steps > 1
+    assert seen["trainer"].scheduler.total_steps == steps
 
 
 def test_train_sampler_balances_the_configured_columns_for_each_rank(job):
     train = open_split(job.data, "train")
     assert job.data.balance == ("label", "age_group")
     keys = composite_keys(train.frame, job.data.balance)
-    default = list(worker.train_sampler(job, train, 16, num_replicas=1))
+    default = list(loop.train_sampler(job, train, 16, num_replicas=1))
     assert default == list(BalancedBatchSampler(keys, 16, seed=job.root_seed))
     n_keys = len(set(keys))
     assert n_keys > 2
@@ -231,29 +230,29 @@ def test_train_sampler_balances_the_configured_columns_for_each_rank(job):
         counts = Counter(keys[batch])
         assert len(counts) == n_keys and max(counts.values()) - min(counts.values()) <= 1
     for rank, drop_last in [(0, True), (1, False)]:
-        sampler = worker.train_sampler(job, train, 16, num_replicas=2, rank=rank, drop_last=drop_last)
+        sampler = loop.train_sampler(job, train, 16, num_replicas=2, rank=rank, drop_last=drop_last)
         expected = BalancedBatchSampler(keys, 16, num_replicas=2, rank=rank, seed=job.root_seed, drop_last=drop_last)
         assert list(sampler) == list(expected)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU on a machine without CUDA")
 def test_a_gpu_trial_on_a_machine_without_cuda_trains_on_the_cpu(job):
-    assert worker._device(dataclasses.replace(job, use_gpu=True)) == torch.device("cpu")
+    assert loop._device(dataclasses.replace(job, use_gpu=True)) == torch.device("cpu")
 
 
 def test_a_gpu_trial_trains_on_the_gpu_ray_gave_its_worker(job, monkeypatch):
     # Ray sets CUDA_VISIBLE_DEVICES per worker: the worker's one GPU is always cuda:0.
     # (Naming the device needs no GPU; only moving tensors onto it does.)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert worker._device(dataclasses.replace(job, use_gpu=True)) == torch.device("cuda", 0)
-    assert worker._device(dataclasses.replace(job, use_gpu=False)) == torch.device("cpu")
+    assert loop._device(dataclasses.replace(job, use_gpu=True)) == torch.device("cuda", 0)
+    assert loop._device(dataclasses.replace(job, use_gpu=False)) == torch.device("cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="resumes a GPU checkpoint on a machine without CUDA")
 def test_a_checkpoint_from_a_gpu_machine_resumes_on_a_cpu_only_one():
     cpu_state = torch.get_rng_state()
     torch.manual_seed(99)
-    worker._set_rng_state({"cpu": cpu_state, "cuda": [torch.zeros(16, dtype=torch.uint8)]})
+    loop._set_rng_state({"cpu": cpu_state, "cuda": [torch.zeros(16, dtype=torch.uint8)]})
     assert torch.equal(torch.get_rng_state(), cpu_state)
 
 

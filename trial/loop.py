@@ -1,0 +1,561 @@
+"""THE training loop: epochs, batches, optimizer and LR scheduler, AMP, augmentation and
+mixing, class weights, early stopping, fine-tuning, checkpoint state.
+
+`train_solver(job, ctx)` runs unchanged in a Tune trial's own process, on every worker
+of a TorchTrainer group, and in a plain process (benchmarks' baseline, pre-flight,
+`trial check-solver`). Everything that differs between those places hides behind the
+`SolverContext`. A solver (trial/solver.py) only builds its model and may override a
+few hooks, as a LightningModule does for Lightning's Trainer.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trial.augment import CUTMIX_KINDS, cutmix, mixup
+from trial.context import CHECKPOINT_FILE, SolverContext
+from trial.data import PreparedData, SplitData, open_split
+from trial.errors import ConfigError
+from trial.metrics import classification_metrics
+from trial.plugins import load_augmentation, solver_label
+from trial.sampler import BalancedBatchSampler, composite_keys
+from trial.seeding import seed_everything
+from trial.solver import Solver, SolverParams
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What one trial trains: picklable, built by the driver, the same on every worker.
+
+    `solver` is the class itself (workers import its module by name; user modules reach
+    them through Ray's runtime_env) and `params` its validated, typed Params.
+    """
+
+    solver: type[Solver]
+    params: SolverParams
+    data: PreparedData
+    root_seed: int
+    metric: str
+    mode: str
+    threads: int = 1
+    use_gpu: bool = False
+    trial_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_trial_params(self, values: Mapping[str, Any]) -> TrialJob:
+        """This job with one trial's searched values validated into the solver's Params."""
+        params = self.solver.parse_params({**dict(self.params), **values})
+        return replace(self, params=params, trial_params=dict(values))
+
+    def make_solver(self) -> Solver:
+        return self.solver(self.params)
+
+    @property
+    def solver_name(self) -> str:
+        return solver_label(self.solver)
+
+    def is_better(self, score: float, best: float | None) -> bool:
+        if math.isnan(score):
+            return False
+        return best is None or (score > best if self.mode == "max" else score < best)
+
+
+# -- the epoch loop ------------------------------------------------------------------------
+
+
+def train_solver(job: TrialJob, ctx: SolverContext) -> None:
+    # 1. Seed this worker from (root seed, world rank); size its threads to its CPUs.
+    seed_everything(ctx.seed)
+    torch.set_num_threads(job.threads)
+    device = _device(job)
+
+    # 2. Open the shared, memory-mapped data: nothing is copied per trial.
+    frame = job.data.frame()
+    train, valid = open_split(job.data, "train", frame), open_split(job.data, "valid", frame)
+    solver = job.make_solver()
+    params = solver.params
+    sampler = train_sampler(job, train, params.batch_size, num_replicas=ctx.world_size, rank=ctx.world_rank)
+
+    # 3. Build the model (from pretrained weights when fine-tuning); DDP keeps rank 0's
+    #    initial weights on every rank.
+    base_model = build_model(solver, job.data.input_shape, job.data.num_classes).to(device)
+    trainer = Trainer(
+        solver,
+        base_model,
+        num_classes=job.data.num_classes,
+        data_kind=job.data.data_kind,
+        train_labels=train.y,
+        steps_per_epoch=len(sampler),
+        device=device,
+        seed=ctx.seed,
+    )
+    stopper = EarlyStopping(params.patience, params.min_delta, job.mode) if params.patience else None
+    worker_tags = _gather_worker_tags(ctx)
+
+    # 4. Resume from the last checkpoint if this trial is restarting.
+    start_epoch, best_score, best_state = 0, None, None
+    state = ctx.restore()
+    if state is not None:
+        base_model.load_state_dict(state["model"])
+        trainer.load_state_dict(state["training"])
+        _set_rng_state(state["rng"])
+        if stopper is not None:
+            stopper.load_state_dict(state["early_stopping"])
+        start_epoch, best_score, best_state = state["epoch"], state["best_score"], state["best_model"]
+
+    # 5. Train and evaluate each epoch; report metrics, rank 0 adds the checkpoint.
+    model: nn.Module | None = None
+    for epoch in range(start_epoch, params.epochs):
+        unfroze = set_frozen(base_model, params, epoch)
+        if model is None or unfroze:
+            # DDP syncs only the parameters that need a gradient when it is built, so a
+            # model that unfreezes some is wrapped anew.
+            model = _distributed(base_model, ctx.world_size)
+        sampler.set_epoch(epoch)
+        train_loss = trainer.train_epoch(model, train.batches(sampler))
+        trainer.end_epoch()
+        metrics = evaluate(model, valid, device, batch_size=params.batch_size, prefix="valid")
+        score = metrics[job.metric]
+        if best_state is None or job.is_better(score, best_score):
+            best_score = None if math.isnan(score) else score
+            best_state = _cpu_state(base_model)
+        # Every rank sees the same valid metrics, so all ranks stop at the same epoch.
+        stop = stopper is not None and stopper.update(score)
+        metrics.update({"epoch": epoch + 1, "train/loss": train_loss, "early_stopped": int(stop), **worker_tags})
+        checkpoint = None
+        if ctx.world_rank == 0:
+            checkpoint = {
+                "model": _cpu_state(base_model),
+                "training": trainer.state_dict(),
+                "early_stopping": stopper.state_dict() if stopper is not None else {},
+                "rng": _rng_state(),
+                "epoch": epoch + 1,
+                "best_score": best_score,
+                "best_model": best_state,
+            }
+        ctx.report(metrics, checkpoint)
+        if stop:
+            break
+
+
+def train_sampler(
+    job: TrialJob, train: SplitData, batch_size: int, *, num_replicas: int, rank: int = 0, drop_last: bool = True
+) -> BalancedBatchSampler:
+    """The training split's batches: one epoch plan for all ranks (same seed), disjoint batches per rank."""
+    keys = composite_keys(train.frame, job.data.balance) if job.data.balance else None
+    return BalancedBatchSampler(
+        keys,
+        batch_size,
+        num_replicas=num_replicas,
+        rank=rank,
+        seed=job.root_seed,
+        num_samples=len(train),
+        drop_last=drop_last,
+    )
+
+
+# -- one model's training state --------------------------------------------------------------
+
+
+class Trainer:
+    """One model's training machinery: optimizer, LR scheduler, AMP scaler, class weights,
+    augmentations and their random generator. `state_dict` is what a checkpoint needs
+    besides the model's weights (plain tensors and numbers, loadable with weights_only)."""
+
+    def __init__(
+        self,
+        solver: Solver,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        data_kind: str | None,
+        train_labels: np.ndarray,
+        steps_per_epoch: int,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        p = solver.params
+        self.solver, self.device, self.num_classes, self.data_kind = solver, device, num_classes, data_kind
+        if p.cutmix > 0 and self.data_kind not in CUTMIX_KINDS:
+            raise ConfigError(
+                f"solver.params.cutmix: got {p.cutmix}, expected 0: cutmix needs {' or '.join(CUTMIX_KINDS)} data, "
+                f"and this is {self.data_kind} data (mixup works for every kind)"
+            )
+        self.augmentations: list[Callable] = [load_augmentation(name, self.data_kind) for name in p.augment]
+        self.rng = torch.Generator().manual_seed(seed)
+        self.class_weights = (
+            torch.from_numpy(inverse_frequency_weights(train_labels, num_classes)).to(device) if p.class_weights else None
+        )
+        self.optimizer = solver.configure_optimizer(model)
+        self.scheduler, self.scheduler_per_batch = _lr_scheduler(p, self.optimizer, steps_per_epoch)
+        self.amp_dtype = _amp_dtype(device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
+    def train_epoch(self, model: nn.Module, batches: Batches) -> float:
+        """One pass over `batches`, one optimizer step per batch; the mean loss per sample.
+
+        Per batch: augment, mix, the solver's training step (under autocast on CUDA),
+        backward, optimizer step, and a per-batch LR scheduler step.
+        """
+        p, device, optimizer = self.solver.params, self.device, self.optimizer
+        mixing = p.mixup > 0 or p.cutmix > 0
+        model.train()
+        # Summed on the device and read once at the end: `.item()` per batch would
+        # make every step wait for the GPU.
+        total = torch.zeros((), device=device)
+        count = 0
+        for x, y in batches:
+            x = _inputs(x, device)
+            y = y.to(device, dtype=torch.long, non_blocking=True)
+            targets: torch.Tensor = y
+            for augmentation in self.augmentations:
+                x = augmentation(x, self.rng)
+            if mixing:
+                x, targets = self._mix(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext():
+                batch_loss = self.solver.training_step(model, x, targets, self.class_weights)
+            if self.scaler is not None:
+                self.scaler.scale(batch_loss).backward()
+                self.scaler.step(optimizer)
+                self.scaler.update()
+            else:
+                batch_loss.backward()
+                optimizer.step()
+            if self.scheduler_per_batch:
+                self._step_per_batch_scheduler()
+            total += batch_loss.detach().float() * len(y)
+            count += len(y)
+        if count == 0:
+            raise ValueError("train_epoch: the loader yielded no batches")
+        return float(total) / count
+
+    def end_epoch(self) -> None:
+        """After each epoch's training: step a per-epoch LR scheduler (step, cosine)."""
+        if self.scheduler is not None and not self.scheduler_per_batch:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "augment_rng": self.rng.get_state()}
+        if self.scheduler is not None:
+            state["lr_scheduler"] = self.scheduler.state_dict()
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.set_state(state["augment_rng"])
+        scheduler_state = state.get("lr_scheduler")
+        if (scheduler_state is None) != (self.scheduler is None):
+            raise ValueError(
+                "Trainer.load_state_dict: the state "
+                + ("has" if scheduler_state is not None else "has no")
+                + f" LR scheduler state but lr_scheduler is {self.solver.params.lr_scheduler!r}"
+            )
+        if scheduler_state is not None:
+            self.scheduler.load_state_dict(scheduler_state)
+        if self.scaler is not None and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
+
+    def _mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.solver.params
+        # With both on, each batch gets one of them, as timm does.
+        if p.cutmix > 0 and (p.mixup == 0 or bool(torch.rand(()) < 0.5)):
+            return cutmix(x, y, self.num_classes, p.cutmix, self.data_kind)
+        return mixup(x, y, self.num_classes, p.mixup)
+
+    def _step_per_batch_scheduler(self) -> None:
+        scheduler = self.scheduler
+        # OneCycleLR's rates are defined for steps 0..total_steps-1 and it raises past the
+        # end; if the loader yields more batches than steps_per_epoch promised, hold the
+        # final (lowest) rate rather than fail the trial.
+        if scheduler is not None and scheduler.last_epoch + 1 < getattr(scheduler, "total_steps", math.inf):
+            scheduler.step()
+
+
+def _lr_scheduler(
+    p: SolverParams, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, bool]:
+    """The LR scheduler `lr_scheduler` names, and whether it steps per batch (else per epoch)."""
+    schedulers = torch.optim.lr_scheduler
+    if p.lr_scheduler == "step":
+        step_size = p.step_size if p.step_size is not None else max(1, p.epochs // 3)
+        return schedulers.StepLR(optimizer, step_size=step_size, gamma=p.gamma), False
+    if p.lr_scheduler == "cosine":
+        return schedulers.CosineAnnealingLR(optimizer, T_max=p.epochs), False
+    if p.lr_scheduler == "onecycle":
+        if steps_per_epoch < 1:
+            raise ValueError(f"lr_scheduler 'onecycle' needs steps_per_epoch >= 1, got {steps_per_epoch!r}")
+        # cycle_momentum=False: `momentum` (and Adam's betas) stay what the config says.
+        scheduler = schedulers.OneCycleLR(
+            optimizer, max_lr=p.lr, total_steps=p.epochs * steps_per_epoch, cycle_momentum=False
+        )
+        return scheduler, True
+    return None, False
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype | None:
+    """Autocast dtype on CUDA (bfloat16 where supported, else float16 with a grad scaler); None on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+# -- the model: built, fine-tuned from weights, frozen ----------------------------------------
+
+
+def build_model(solver: Solver, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The solver's model for this data, starting from `init_from`'s weights when it is set."""
+    model = solver.build_model(tuple(input_shape), num_classes)
+    if solver.params.init_from is not None:
+        load_pretrained(solver, model, solver.params.init_from)
+    return model
+
+
+def load_pretrained(solver: Solver, model: nn.Module, source: str) -> None:
+    """Load weights into `model` (weights_only); with `head: replace` the classifier layer
+    keeps its fresh initialisation. Weights that do not fit are one line naming them."""
+    weights = read_weights(source)
+    head = solver.head_name(model) if solver.params.head == "replace" else None
+    skipped = {key for key in weights if head is not None and (key == head or key.startswith(head + "."))}
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in weights and not (head and key.startswith(head + "."))]
+    unexpected = [key for key in weights if key not in expected and key not in skipped]
+    mismatched = [
+        f"{key} {list(weights[key].shape)} vs {list(expected[key].shape)}"
+        for key in weights
+        if key in expected and key not in skipped and tuple(weights[key].shape) != tuple(expected[key].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_listed(unexpected)}")
+    if mismatched:
+        hint = " (a different number of classes? head: replace gives a new classifier)" if head is None else ""
+        problems.append(f"shapes differ at {_listed(mismatched)}{hint}")
+    if problems:
+        raise ConfigError(f"solver.params.init_from: {source} does not fit the model: {'; '.join(problems)}")
+    model.load_state_dict({key: value for key, value in weights.items() if key not in skipped}, strict=head is None)
+
+
+def read_weights(source: str) -> dict[str, torch.Tensor]:
+    """A state dict from a weights file, a trial checkpoint's state.pt (its best epoch's
+    model), or a checkpoint folder holding one."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise ConfigError(f"solver.params.init_from: file not found: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch's own errors alike: not a weights file
+        raise ConfigError(f"solver.params.init_from: {path} is not a weights file torch.load(weights_only=True) reads: {str(error).splitlines()[0]}") from None
+    if isinstance(loaded, Mapping) and isinstance(loaded.get("best_model"), Mapping):
+        loaded = loaded["best_model"]  # a trial checkpoint
+    if not (isinstance(loaded, Mapping) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values())):
+        raise ConfigError(f"solver.params.init_from: {path} holds no state dict (a mapping of names to tensors)")
+    return dict(loaded)
+
+
+def set_frozen(model: nn.Module, params: SolverParams, epoch: int) -> bool:
+    """Freeze the parameters under `freeze`'s prefixes until epoch `unfreeze_after`;
+    True when this changed which parameters train."""
+    if not params.freeze:
+        return False
+    frozen = params.unfreeze_after is None or epoch < params.unfreeze_after
+    changed = False
+    for prefix in params.freeze:
+        matched = [p for name, p in model.named_parameters() if name == prefix or name.startswith(prefix)]
+        if not matched:
+            tops = sorted({name.split(".")[0] for name, _ in model.named_parameters()})
+            raise ConfigError(f"solver.params.freeze: {prefix!r} matches no parameter; top-level names: {', '.join(tops)}")
+        for parameter in matched:
+            changed |= parameter.requires_grad == frozen
+            parameter.requires_grad = not frozen
+    return changed
+
+
+def _listed(items: list[str], shown: int = 5) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def _distributed(model: nn.Module, world_size: int) -> nn.Module:
+    return torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+
+def predict_proba(model: nn.Module, batches: Iterable[Any], device: torch.device | str) -> np.ndarray:
+    """Softmax probabilities [N, num_classes] in batch order, in eval mode without grad.
+
+    Batches may be (x, y) pairs or bare inputs; labels are ignored.
+    """
+    model.eval()
+    chunks = []
+    with torch.no_grad():
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            logits = model(_inputs(x, device))
+            chunks.append(torch.softmax(logits.float(), dim=1).cpu())
+    if not chunks:
+        raise ValueError("predict_proba: the loader yielded no batches")
+    return torch.cat(chunks).numpy().astype(np.float64)
+
+
+def predict(model: nn.Module, split: SplitData, device: torch.device, *, batch_size: int) -> np.ndarray:
+    return predict_proba(model, split.batches(split.in_order(max(batch_size, 256))), device)
+
+
+def evaluate(model: nn.Module, split: SplitData, device: torch.device, *, batch_size: int, prefix: str) -> dict[str, float]:
+    """`prefix/<metric>` for every classification metric over a whole split."""
+    return split_metrics(split, predict(model, split, device, batch_size=batch_size), prefix=prefix)
+
+
+def split_metrics(split: SplitData, proba: np.ndarray, *, prefix: str) -> dict[str, float]:
+    return {f"{prefix}/{name}": value for name, value in classification_metrics(split.y, proba).items()}
+
+
+def load_trained_model(job: TrialJob, model_state: Mapping[str, Any]) -> nn.Module:
+    """The model with the given weights, on CPU, for after-sweep evaluation."""
+    model = job.make_solver().build_model(job.data.input_shape, job.data.num_classes)
+    model.load_state_dict(model_state)
+    return model
+
+
+# -- early stopping ---------------------------------------------------------------------------
+
+
+class EarlyStopping:
+    """Stop when a score has not improved by more than `min_delta` for `patience` epochs running.
+
+    Feed it each epoch's score; `update` returns True when training should stop. The
+    best score only moves on an improvement larger than `min_delta`, so slow creeping
+    gains do not reset the count forever. A NaN score never improves.
+    """
+
+    def __init__(self, patience: int, min_delta: float = 0.0, mode: str = "max") -> None:
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 1:
+            raise ValueError(f"EarlyStopping: patience must be an int >= 1, got {patience!r}")
+        if not (isinstance(min_delta, numbers.Real) and math.isfinite(min_delta) and min_delta >= 0):
+            raise ValueError(f"EarlyStopping: min_delta must be a finite float >= 0, got {min_delta!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}")
+        self.patience = int(patience)
+        self.min_delta = float(min_delta)
+        self.mode = mode
+        self.best: float | None = None
+        """The best score so far (None before the first real one)."""
+        self.bad_epochs = 0
+        """Consecutive epochs without an improvement larger than `min_delta`."""
+
+    def update(self, score: float) -> bool:
+        """Record one epoch's score; True means stop now."""
+        score = float(score)
+        if math.isnan(score):
+            improved = False
+        elif self.best is None:
+            improved = True
+        elif self.mode == "max":
+            improved = score > self.best + self.min_delta
+        else:
+            improved = score < self.best - self.min_delta
+        if improved:
+            self.best, self.bad_epochs = score, 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        """Best score and count of bad epochs: numbers only, checkpoint-safe."""
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        best = state["best"]
+        self.best = None if best is None else float(best)
+        self.bad_epochs = int(state["bad_epochs"])
+
+
+def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class loss weights ``n / (num_classes * count)`` (float32); 0 for a class with no samples.
+
+    A class missing from the training split never is a hard target, so its weight
+    only matters for smoothed or mixed targets; 0 keeps it out of the loss, with a warning.
+    """
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"class_weights: labels must be class indices in [0, {num_classes}), got {labels.min()}..{labels.max()}"
+        )
+    counts = np.bincount(labels.astype(np.int64), minlength=num_classes).astype(np.float64)
+    missing = np.flatnonzero(counts == 0)
+    if len(missing):
+        warnings.warn(
+            f"class_weights: classes {missing.tolist()} have no training samples; their loss weight is 0",
+            stacklevel=3,
+        )
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1.0)), 0.0)
+    return weights.astype(np.float32)
+
+
+# -- internals --------------------------------------------------------------------------------
+
+
+def _gather_worker_tags(ctx: SolverContext) -> dict[str, str]:
+    """Every rank's seed and node, gathered so rank 0's report carries the whole group's."""
+    mine = (ctx.world_rank, ctx.seed, ctx.node_id)
+    if ctx.world_size > 1:
+        everyone: list[Any] = [None] * ctx.world_size
+        torch.distributed.all_gather_object(everyone, mine)
+    else:
+        everyone = [mine]
+    everyone.sort()
+    return {
+        "seeds": ",".join(f"{rank}:{seed}" for rank, seed, _ in everyone),
+        "nodes": ",".join(f"{rank}:{node}" for rank, _, node in everyone),
+    }
+
+
+def _rng_state() -> dict[str, Any]:
+    """torch's generators (CPU, and CUDA's where used): dropout and mixing draw from them."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _device(job: TrialJob) -> torch.device:
+    if job.use_gpu and torch.cuda.is_available():
+        # Ray sets CUDA_VISIBLE_DEVICES per worker, so its GPU is always index 0 here.
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def _inputs(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    # pandas hands tabular features over as float64, and the models are float32.
+    if x.dtype == torch.float64:
+        x = x.float()
+    return x.to(device, non_blocking=True)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
