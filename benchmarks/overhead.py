@@ -79,7 +79,7 @@ def run_plain_optuna(config_path: Path) -> dict:
     from trial.config import load_config
     from trial.context import LocalContext
     from trial.data import prepare_data
-    from trial.tune_glue import sweep_job
+    from trial.sweep import sweep_job
     from trial.loop import train_solver
 
     config = load_config(config_path)
@@ -107,7 +107,7 @@ def run_bare_tune(config_path: Path) -> dict:
     from trial.config import load_config
     from trial.context import RayContext
     from trial.data import prepare_data
-    from trial.tune_glue import sweep_job
+    from trial.sweep import sweep_job
     from trial.loop import train_solver
 
     config = load_config(config_path)

@@ -35,7 +35,7 @@ def measure_preflight(workdir: str) -> dict:
     from trial.config import load_config
     from trial.data import prepare_data
     from trial.preflight import preflight
-    from trial.tune_glue import sweep_job
+    from trial.sweep import sweep_job
 
     config = load_config(None, [f"storage={workdir}/trial_runs", f"data.root={workdir}/data"])
     started = time.perf_counter()
@@ -50,7 +50,7 @@ def measure_ray_start(workdir: str) -> dict:
 
     import ray
 
-    from trial.tune_glue import connect_ray
+    from trial.ray_backend import connect_ray
 
     started = time.perf_counter()
     connect_ray()

@@ -25,7 +25,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from trial.config import load_config  # noqa: E402
-from trial.tune_glue import connect_ray, run_sweep  # noqa: E402
+from trial.ray_backend import connect_ray  # noqa: E402
+from trial.sweep import run_sweep  # noqa: E402
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 # config file -> (test metric, bar)

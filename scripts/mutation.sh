@@ -28,19 +28,15 @@ declare -A GLOBS=(
   [metrics]="trial.metrics.*"
   [seeding]="trial.seeding.*"
   [context]="trial.context.*"
-  [nni]="trial.nni.*"
-  [worker]="trial.worker.*"
-  # solvers/base.py: early stopping, and the epoch loop the worker calls (the solver
-  # registry and params parsing are the solver contract's, not the loop's).
-  [early_stopping]="solvers.base.xǁEarlyStoppingǁ*"
-  [loop]="solvers.base.xǁSolverǁprepare__* solvers.base.xǁSolverǁconfigure_optimizer__*
-          solvers.base.xǁSolverǁloss__* solvers.base.xǁSolverǁtrain_epoch__* solvers.base.xǁSolverǁend_epoch__*
-          solvers.base.xǁSolverǁtraining_state__* solvers.base.xǁSolverǁload_training_state__*
-          solvers.base.xǁSolverǁpredict_proba__* solvers.base.xǁSolverǁ_mix__* solvers.base.xǁSolverǁ_amp_dtype__*
-          solvers.base.xǁSolverǁ_step_per_batch_scheduler__* solvers.base.x_inverse_frequency_weights__*
-          solvers.base.x__inputs__*"
+  [nni]="trial.nni.* trial.nni_space.*"
+  # trial/loop.py: early stopping apart from the rest of the loop (the epoch loop, the
+  # Trainer, fine-tuning, evaluation).
+  [early_stopping]="trial.loop.xǁEarlyStoppingǁ*"
+  [loop]="trial.loop.x_* trial.loop.xǁTrainerǁ* trial.loop.xǁTrialJobǁ*"
+  [solver]="trial.solver.*"
+  [plugins]="trial.plugins.*"
 )
-ORDER=(manifest sampler filecheck config metrics seeding context nni worker early_stopping loop)
+ORDER=(manifest sampler filecheck config metrics seeding context nni early_stopping loop solver plugins)
 
 mode=all
 if [[ "${1:-}" == "--score" || "${1:-}" == "--survivors" ]]; then

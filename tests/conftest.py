@@ -13,7 +13,7 @@ def ray_cluster():
     """One real local Ray (2 CPUs, 127.0.0.1) shared by every integration test."""
     import ray
 
-    from trial.tune_glue import connect_ray
+    from trial.ray_backend import connect_ray
 
     if not ray.is_initialized():
         connect_ray(num_cpus=2)

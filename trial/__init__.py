@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 # name -> module, imported when first used: they bring Ray, Optuna and MLflow.
-_LAZY = {"load_config": "trial.config", "run_sweep": "trial.tune_glue", "check_solver": "trial.solver_checks"}
+_LAZY = {"load_config": "trial.config", "run_sweep": "trial.sweep", "check_solver": "trial.solver_checks"}
 
 
 def __getattr__(name: str) -> Any:

@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = [*args.overrides, "debug=true"] if args.debug else args.overrides
     config = load_config(args.config, overrides)
     from trial.summary import print_summary
-    from trial.tune_glue import run_sweep
+    from trial.sweep import run_sweep
 
     verbose = 0 if args.quiet else 2 if args.verbose else 1
     outcome = run_sweep(

@@ -12,7 +12,6 @@ import math
 import os
 import urllib.parse
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Sequence, get_args, get_origin
 
@@ -21,8 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from trial.errors import ConfigError, describe_validation_error, first_line
-from trial.nni import nni_distribution
-from trial.plugins import load_reader, load_solver, solver_names
+from trial.nni_space import nni_distribution
+from trial.plugins import is_reference, load_augmentation, load_reader, load_solver, solver_names
 from trial.solver import Solver, SolverParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
@@ -292,12 +291,11 @@ class SweepConfig(_Section):
     def code_references(self) -> list[str]:
         """Every name of code this sweep runs: the solver, the reader, each augmentation
         (searched ones included), for shipping the team's modules to the workers."""
-        names = [self.solver.name, *([self.data.reader] if self.data.reader else []), *self.solver.params.augment]
-        augment = self.search.space.get("augment")
-        for choice in augment.values if augment is not None and augment.values else ():
-            # A choice is a list of names, or the same as comma-separated text.
-            names += [part.strip() for part in choice.split(",")] if isinstance(choice, str) else list(choice)
-        return [name for name in names if name]
+        return [self.solver.name, *([self.data.reader] if self.data.reader else []), *self.augmentation_names()]
+
+    def augmentation_names(self) -> list[str]:
+        """Every augmentation a trial may use: the base params' and each searched choice's."""
+        return augmentation_names(self.solver.params, self.search.space)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain YAML-able data (tuples become lists), as logged:
@@ -432,7 +430,8 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
         )
     if config.data.reader is not None:
         load_reader(config.data.reader)
-    params = solver_cls.parse_params(config.solver.params)
+    params = solver_cls.parse_params(config.solver.params, name=config.solver.name)
+    _check_augmentations(augmentation_names(params, config.search.space), data_kind)
     known = solver_cls.param_names()
     if not config.search.space:
         raise ConfigError(
@@ -482,6 +481,25 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
             **naming,
         }
     )
+
+
+def augmentation_names(params: SolverParams, space: Mapping[str, Distribution]) -> list[str]:
+    """The augmentations of `params` and of each choice of a searched `augment`, once each."""
+    names = list(params.augment)
+    augment = space.get("augment")
+    for choice in augment.values if augment is not None and augment.values else ():
+        # A choice is a list of names, or the same as comma-separated text.
+        names += [part.strip() for part in choice.split(",")] if isinstance(choice, str) else list(choice)
+    return [name for name in dict.fromkeys(names) if name]
+
+
+def _check_augmentations(names: list[str], data_kind: str | None) -> None:
+    """Each augmentation a sweep may use loads now: the team's own always; a built-in name
+    where a built-in dataset tells its data kind (for a labels CSV the kind is known once
+    the data is read, and the pre-flight checks it there)."""
+    for name in names:
+        if is_reference(name) or data_kind is not None:
+            load_augmentation(name, data_kind)
 
 
 def solvers_for(data_kind: str) -> list[str]:

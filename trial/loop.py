@@ -25,7 +25,7 @@ from torch import nn
 from trial.augment import CUTMIX_KINDS, cutmix, mixup
 from trial.context import CHECKPOINT_FILE, SolverContext
 from trial.data import PreparedData, SplitData, open_split
-from trial.errors import ConfigError
+from trial.errors import ConfigError, first_line
 from trial.metrics import classification_metrics
 from trial.plugins import load_augmentation, solver_label
 from trial.sampler import BalancedBatchSampler, composite_keys
@@ -255,15 +255,15 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.rng.set_state(state["augment_rng"])
         scheduler_state = state.get("lr_scheduler")
-        if (scheduler_state is None) != (self.scheduler is None):
+        if (scheduler_state is None) != (self.scheduler is None):  # checked before anything is loaded
             raise ValueError(
                 "Trainer.load_state_dict: the state "
                 + ("has" if scheduler_state is not None else "has no")
                 + f" LR scheduler state but lr_scheduler is {self.solver.params.lr_scheduler!r}"
             )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.set_state(state["augment_rng"])
         if scheduler_state is not None:
             self.scheduler.load_state_dict(scheduler_state)
         if self.scaler is not None and state.get("grad_scaler"):
@@ -329,9 +329,10 @@ def load_pretrained(solver: Solver, model: nn.Module, source: str) -> None:
     keeps its fresh initialisation. Weights that do not fit are one line naming them."""
     weights = read_weights(source)
     head = solver.head_name(model) if solver.params.head == "replace" else None
-    skipped = {key for key in weights if head is not None and (key == head or key.startswith(head + "."))}
+    in_head = (lambda key: _inside(key, head)) if head is not None else (lambda key: False)
+    skipped = {key for key in weights if in_head(key)}
     expected = model.state_dict()
-    missing = [key for key in expected if key not in weights and not (head and key.startswith(head + "."))]
+    missing = [key for key in expected if key not in weights and not in_head(key)]
     unexpected = [key for key in weights if key not in expected and key not in skipped]
     mismatched = [
         f"{key} {list(weights[key].shape)} vs {list(expected[key].shape)}"
@@ -361,8 +362,18 @@ def read_weights(source: str) -> dict[str, torch.Tensor]:
         raise ConfigError(f"solver.params.init_from: file not found: {path}")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and torch's own errors alike: not a weights file
-        raise ConfigError(f"solver.params.init_from: {path} is not a weights file torch.load(weights_only=True) reads: {str(error).splitlines()[0]}") from None
+    except Exception as error:  # zip, pickle and torch's own errors alike: not a weights file
+        if "Unsupported global" in str(error):
+            # torch's own message is a multi-line essay; what it means for the user is this.
+            raise ConfigError(
+                f"solver.params.init_from: {path} holds Python objects besides tensors, which "
+                "torch.load(weights_only=True) refuses to run; save the model's state_dict() instead"
+            ) from None
+        # torch wraps what its unpickler met after a long preamble: keep only that.
+        cause = str(error).partition("WeightsUnpickler error:")[2].strip() or first_line(error)
+        raise ConfigError(
+            f"solver.params.init_from: {path} is not a weights file torch.load reads ({first_line(ValueError(cause))})"
+        ) from None
     if isinstance(loaded, Mapping) and isinstance(loaded.get("best_model"), Mapping):
         loaded = loaded["best_model"]  # a trial checkpoint
     if not (isinstance(loaded, Mapping) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values())):
@@ -378,14 +389,21 @@ def set_frozen(model: nn.Module, params: SolverParams, epoch: int) -> bool:
     frozen = params.unfreeze_after is None or epoch < params.unfreeze_after
     changed = False
     for prefix in params.freeze:
-        matched = [p for name, p in model.named_parameters() if name == prefix or name.startswith(prefix)]
+        matched = [p for name, p in model.named_parameters() if _inside(name, prefix)]
         if not matched:
             tops = sorted({name.split(".")[0] for name, _ in model.named_parameters()})
-            raise ConfigError(f"solver.params.freeze: {prefix!r} matches no parameter; top-level names: {', '.join(tops)}")
+            raise ConfigError(f"solver.params.freeze: {prefix!r} names no parameter or module; top-level modules: {', '.join(tops)}")
         for parameter in matched:
             changed |= parameter.requires_grad == frozen
             parameter.requires_grad = not frozen
     return changed
+
+
+def _inside(name: str, module: str) -> bool:
+    """Whether parameter `name` belongs to `module` (a dotted module path; "" is the whole model).
+    "1" covers "1.weight", never "10.weight"; a trailing dot is allowed ("features.")."""
+    module = module.rstrip(".")
+    return module == "" or name == module or name.startswith(module + ".")
 
 
 def _listed(items: list[str], shown: int = 5) -> str:

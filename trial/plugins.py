@@ -10,7 +10,7 @@ A config names each one in one of three forms, as Hydra's `_target_` and entry p
 
 Every failure is one `ConfigError` line naming the config key, the reference and the
 cause. `shipped_modules` lists the user's modules that Ray must carry to workers that
-do not have them (trial/tune_glue.py passes them as the runtime_env's py_modules).
+do not have them (trial/ray_backend.py passes them as the runtime_env's py_modules).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from trial.errors import ConfigError, first_line
+from trial.solver import Solver, SolverParams
 
 SOLVER_GROUP = "trial.solvers"
 READER_GROUP = "trial.readers"
@@ -42,7 +43,7 @@ BUILTIN_SOLVERS = {
 """The built-in solvers' names and where they live. A plain table, not install metadata:
 the names work from a checkout and on a worker that only has the project on PYTHONPATH."""
 
-# Packages the platform itself ships to workers (tune_glue puts the project on PYTHONPATH).
+# Packages the platform itself ships to workers (ray_backend puts the project on PYTHONPATH).
 _PLATFORM_PACKAGES = frozenset({"trial", "solvers"})
 
 
@@ -85,10 +86,8 @@ def solver_names() -> list[str]:
     return sorted({*BUILTIN_SOLVERS, *available(SOLVER_GROUP)})
 
 
-def load_solver(ref: str, *, key: str = "solver.name") -> type:
+def load_solver(ref: str, *, key: str = "solver.name") -> type[Solver]:
     """The `trial.Solver` subclass `ref` names, checked to be usable as one."""
-    from trial.solver import Solver, SolverParams
-
     cls = load_reference(ref, key=key, group=SOLVER_GROUP)
     if not (inspect.isclass(cls) and issubclass(cls, Solver)):
         raise ConfigError(f"{key}: {ref!r} is {_kind_of(cls)}, not a subclass of trial.Solver")
@@ -99,7 +98,7 @@ def load_solver(ref: str, *, key: str = "solver.name") -> type:
     return cls
 
 
-def solver_label(cls: type) -> str:
+def solver_label(cls: type[Solver]) -> str:
     """How messages name a solver: its entry-point name where it has one, else module:Class."""
     reference = f"{cls.__module__}:{cls.__qualname__}"
     offered = {**{name: entry.value for name, entry in available(SOLVER_GROUP).items()}, **BUILTIN_SOLVERS}
@@ -127,6 +126,11 @@ def load_augmentation(name: str, data_kind: str | None, *, key: str = "solver.pa
     installed = available(AUGMENTATION_GROUP)
     if name in installed:
         return load_reference(name, key=key, group=AUGMENTATION_GROUP)
+    if data_kind is None:
+        raise ConfigError(
+            f"{key}: unknown augmentation {name!r}: built-in augmentations need signal, image or tabular "
+            "samples (1 to 3 dimensions); name your own as 'module:function'"
+        )
     elsewhere = [kind for kind, table in AUGMENTATIONS.items() if name in table]
     raise ConfigError(
         f"{key}: unknown augmentation {name!r} for {data_kind} data; built-in for {data_kind}: "

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from torch import nn
 
 from trial.errors import ConfigError, describe_validation_error
@@ -93,7 +93,8 @@ class SolverParams(BaseModel):
     head: Literal["keep", "replace"] = "keep"
     """With init_from: `replace` gives the model a new classifier layer for this dataset's classes."""
     freeze: tuple[str, ...] = Field((), strict=False)
-    """Parameter name prefixes (e.g. "0.", "features") kept fixed while training."""
+    """Modules whose parameters stay fixed while training, by name ("0", "features.conv1"):
+    each name covers the module and everything inside it."""
     unfreeze_after: int | None = Field(None, ge=1)
     """Train the frozen parameters too from this epoch on (counted from 0); None: never."""
 
@@ -113,16 +114,28 @@ class SolverParams(BaseModel):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> SolverParams:
-        repeated = sorted({name for name in self.augment if self.augment.count(name) > 1})
+    @field_validator("augment")
+    @classmethod
+    def _each_once(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
-            raise ValueError(f"augment lists {', '.join(map(repr, repeated))} more than once")
-        if self.head == "replace" and self.init_from is None:
-            raise ValueError("head: replace needs init_from (the weights whose head it replaces)")
-        if self.unfreeze_after is not None and not self.freeze:
-            raise ValueError("unfreeze_after needs freeze (the parameter prefixes to unfreeze)")
-        return self
+            raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once")
+        return names
+
+    # Field validators see the fields declared before theirs in `info.data`.
+    @field_validator("head")
+    @classmethod
+    def _replace_needs_weights(cls, head: str, info: ValidationInfo) -> str:
+        if head == "replace" and info.data.get("init_from") is None:
+            raise ValueError("replace needs init_from (the weights whose head it replaces)")
+        return head
+
+    @field_validator("unfreeze_after")
+    @classmethod
+    def _unfreeze_needs_freeze(cls, epoch: int | None, info: ValidationInfo) -> int | None:
+        if epoch is not None and not info.data.get("freeze"):
+            raise ValueError("needs freeze (the parameter prefixes to unfreeze)")
+        return epoch
 
 
 class Solver(ABC):
@@ -146,25 +159,27 @@ class Solver(ABC):
         self.params = params
 
     @classmethod
-    def parse_params(cls, raw: Mapping[str, Any] | None, *, where: str = "solver.params") -> SolverParams:
+    def parse_params(
+        cls, raw: Mapping[str, Any] | None, *, where: str = "solver.params", name: str | None = None
+    ) -> SolverParams:
         """Validate `solver.params` from config (or a trial's values) into `Params`.
 
         Any error is one `ConfigError` line naming `<where>.<key>`, what was received and
-        what is allowed. Ints are accepted for floats; bools are never numbers; numeric
-        text is not a number (PyYAML reads ``1e-3`` as text, and accepting it would hide that).
+        what is allowed; `name` is how messages call the solver (default: module:Class).
+        Ints are accepted for floats; bools are never numbers; numeric text is not a
+        number (PyYAML reads ``1e-3`` as text, and accepting it would hide that).
         """
         if raw is None:  # `params:` with nothing under it in YAML
             raw = {}
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{where}: expected a mapping of param names to values, got {type(raw).__name__}")
-        from trial.plugins import solver_label  # plugins loads solvers: imported when needed
-
         known = cls.param_names()
         for key in sorted(raw, key=str):
             if key not in known:
                 hint = difflib.get_close_matches(str(key), known, n=1)
                 raise ConfigError(
-                    f"{where}.{key}: unknown param for solver {solver_label(cls)!r}; known: {', '.join(known)}"
+                    f"{where}.{key}: unknown param for solver {name or f'{cls.__module__}:{cls.__qualname__}'!r}; "
+                    f"known: {', '.join(known)}"
                     + (f"; did you mean {hint[0]!r}?" if hint else "")
                 )
         try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from trial.config import SweepConfig
-from trial.tune_glue import SweepOutcome
+from trial.sweep import SweepOutcome
 
 
 def format_summary(config: SweepConfig, outcome: SweepOutcome) -> str:

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from tests.trial_processes import kill_trial_process
 from trial.config import resolve
 from trial.errors import SweepFailed
-from trial.tune_glue import run_sweep
+from trial.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def test_failed_trials_end_failed_with_their_error(ray_cluster, tiny_config_data
 
 def test_a_trial_larger_than_the_local_cluster_is_refused(ray_cluster, tiny_config_data):
     from trial.errors import ConfigError
-    from trial.tune_glue import check_cluster_fits
+    from trial.ray_backend import check_cluster_fits
 
     # Nothing joins a local Ray: such a trial would wait forever.
     raw = {**tiny_config_data, "scaling": {"num_workers": 2, "cpus_per_worker": 2}}

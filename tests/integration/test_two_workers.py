@@ -5,7 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from trial.config import resolve
-from trial.tune_glue import run_sweep
+from trial.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.trial_processes import kill_trial_process, results
 from trial.config import resolve
-from trial.tune_glue import run_sweep
+from trial.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 

@@ -47,7 +47,7 @@ def run(tmp_path: Path, capsys, data: dict, **sections) -> tuple[int, list[str]]
     return code, capsys.readouterr().err.strip().splitlines()
 
 
-def assert_nothing_half_written(tmp_path: Path) -> None:
+def assert_nothing_half_written(tmp_path: Path, *, complete_manifest: bool = False) -> None:
     db = tmp_path / "mlflow.db"
     if db.exists():
         client = MlflowClient(f"sqlite:///{db}")
@@ -55,7 +55,11 @@ def assert_nothing_half_written(tmp_path: Path) -> None:
         assert client.search_runs(experiments) == []
     cache = tmp_path / "runs" / "cache"
     if cache.exists():
-        leftovers = [p.name for p in cache.iterdir() if p.name.startswith("manifest-") or p.suffix == ".tmp" or ".partial" in p.name]
+        leftovers = [
+            p.name
+            for p in cache.iterdir()
+            if (p.name.startswith("manifest-") and not complete_manifest) or p.suffix == ".tmp" or ".partial" in p.name
+        ]
         assert leftovers == []
 
 
@@ -65,12 +69,12 @@ def labels_of(folder: Path) -> pd.DataFrame:
 
 def test_good_user_data_passes_the_checks(user_data, tmp_path, capsys, monkeypatch):
     # The same set-up as every case below, minus the mistake, gets past data preparation.
-    from trial import tune_glue
+    from trial import ray_backend
 
     def stop_before_ray(address=None, **_):
         raise SystemExit("reached Ray")
 
-    monkeypatch.setattr(tune_glue, "connect_ray", stop_before_ray)
+    monkeypatch.setattr(ray_backend, "connect_ray", stop_before_ray)
     with pytest.raises(SystemExit, match="reached Ray"):
         run(tmp_path, capsys, {"labels": str(user_data / "labels.csv"), "stratify": ["label", "hos"], "group": "patient_id"})
 
@@ -172,3 +176,67 @@ def test_a_fresh_process_prints_only_the_error_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"trial: error: data.labels: file not found: {tmp_path / 'nope.csv'}"]
+
+
+_TEAM_CODE = '''
+import numpy as np
+import torch
+from pydantic import Field
+from trial import Solver, SolverParams
+
+class Net(Solver):
+    class Params(SolverParams):
+        hidden: int = Field(8, ge=1)
+    def build_model(self, input_shape, num_classes):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(input_shape)), num_classes))
+
+class Misfit(Solver):
+    def build_model(self, input_shape, num_classes):
+        return torch.nn.Linear(3, num_classes)  # ignores the input shape
+
+def text_reader(path):
+    return "not an array"
+
+def int_reader(path):
+    return np.load(path).astype(np.int64)
+
+def sometimes_fails(path):
+    if path.name == "0009.npy":
+        raise OSError("the vendor format's header is damaged")
+    return np.load(path)
+
+def shuffle(x):
+    return x
+'''
+
+
+@pytest.mark.parametrize(
+    "solver, data, expected",
+    [
+        ({"name": "team_code:Nope"}, {}, "solver.name: module 'team_code' (imported from "),
+        ({"name": "team_code:text_reader"}, {}, "solver.name: 'team_code:text_reader' is the function 'text_reader', not a subclass of trial.Solver"),
+        ({"name": "broken_code:Net"}, {}, "solver.name: importing 'broken_code' (from 'broken_code:Net') failed: NameError: name 'undefined_thing' is not defined"),
+        ({"name": "team_code:Net", "params": {"hidden": 0}}, {}, "solver.params.hidden: must be greater than or equal to 1, got 0 (int)"),
+        ({"name": "team_code:Net", "params": {"augment": ["team_code:shuffle"]}}, {}, "solver.params.augment: 'team_code:shuffle' has the signature (x); expected a function (x, rng) -> x"),
+        ({"name": "team_code:Net"}, {"reader": "team_code:text_reader"}, "data.reader: team_code:text_reader returned a str for "),
+        ({"name": "team_code:Net"}, {"reader": "team_code:missing_reader"}, "data.reader: module 'team_code' (imported from "),
+        ({"name": "team_code:Net"}, {"reader": "team_code:sometimes_fails"}, "records/0009.npy: team_code:sometimes_fails failed: OSError: the vendor format's header is damaged"),
+        ({"name": "team_code:Misfit"}, {}, "pre-flight: solver 'team_code:Misfit' with its base params failed on the data: RuntimeError: "),
+    ],
+)
+def test_a_teams_code_that_does_not_fit_is_one_line_before_ray_and_mlflow(user_data, tmp_path, capsys, monkeypatch, solver, data, expected):
+    (tmp_path / "team_code.py").write_text(_TEAM_CODE)
+    (tmp_path / "broken_code.py").write_text("undefined_thing()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))
+    for name in ("team_code", "broken_code"):
+        monkeypatch.delitem(__import__("sys").modules, name, raising=False)
+    from trial import ray_backend
+
+    monkeypatch.setattr(ray_backend, "connect_ray", lambda *a, **k: pytest.fail("Ray must not start"))
+    code, err = run(tmp_path, capsys, {"labels": str(user_data / "labels.csv"), **data}, solver=solver)
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("trial: error: "), err
+    assert expected in err[0], err[0]
+    # The pre-flight runs on the prepared data: its manifest is complete, reused next time.
+    assert_nothing_half_written(tmp_path, complete_manifest=solver["name"].endswith("Misfit"))

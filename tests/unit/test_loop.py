@@ -16,7 +16,7 @@ from trial.config import resolve
 from trial.context import LocalContext
 from trial.data import open_split, prepare_data
 from trial.sampler import BalancedBatchSampler, composite_keys
-from trial.tune_glue import sweep_job
+from trial.sweep import sweep_job
 from trial.loop import TrialJob, train_solver
 
 

@@ -20,7 +20,8 @@ import yaml
 from trial.cli import main
 from trial.config import Distribution, load_config
 from trial.errors import ConfigError
-from trial.nni import convert_experiment, import_nni, nni_distribution, read_nni
+from trial.nni import convert_experiment, import_nni, read_nni
+from trial.nni_space import nni_distribution
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "nni"
 NNI_FILES = sorted(p for p in FIXTURES.rglob("*") if p.suffix in (".json", ".yml", ".yaml"))

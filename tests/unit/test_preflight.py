@@ -14,13 +14,14 @@ from torch import nn
 
 from trial import Solver, SolverParams
 from tests.team_data import team_data
-from trial import tune_glue
+from trial import ray_backend
 from trial.cli import main
 from trial.config import load_config
 from trial.data import prepare_data
 from trial.loop import Trainer
 from trial.preflight import fit_debug_batch_size, preflight, search_extremes
-from trial.tune_glue import build_scheduler, sweep_job
+from trial.ray_backend import build_scheduler
+from trial.sweep import sweep_job
 
 
 def write_config(tmp_path: Path, labels: Path, *, solver: dict | None = None, space: dict | None = None, **extra) -> Path:
@@ -54,7 +55,7 @@ def no_ray(monkeypatch):
     def reached_ray(address=None, **_):
         raise AssertionError("the sweep reached Ray")
 
-    monkeypatch.setattr(tune_glue, "connect_ray", reached_ray)
+    monkeypatch.setattr(ray_backend, "connect_ray", reached_ray)
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, list[str]]:

@@ -125,7 +125,7 @@ def make_sweep(
     seed: int = 0,
     debug: bool = False,
 ) -> str:
-    """A parent run and its child runs, as tune_glue and tracking write them; returns the parent id."""
+    """A parent run and its child runs, as the sweep and tracking write them; returns the parent id."""
     rng = np.random.default_rng(seed)
     experiment_id = _experiment(client, experiment)
     common_tags = {"debug": "true"} if debug else {}

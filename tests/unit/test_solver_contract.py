@@ -276,16 +276,21 @@ def test_known_values_are_kept_and_numpy_scalars_are_their_numbers(name: str) ->
         ({"dropout": 1.0}, "solver.params.dropout: must be less than 1, got 1.0 (float)"),
         ({"optimizer": "rmsprop"}, "solver.params.optimizer: must be 'adam', 'adamw' or 'sgd', got 'rmsprop'"),
         ({"lr_scheduler": "plateau"}, "solver.params.lr_scheduler: must be 'cosine', 'none', 'onecycle' or 'step', got 'plateau'"),
-        ({"augment": ["noise", "shift", "noise"]}, "solver.params: augment lists 'noise' more than once"),
-        ({"head": "replace"}, "solver.params: head: replace needs init_from (the weights whose head it replaces)"),
-        ({"unfreeze_after": 2}, "solver.params: unfreeze_after needs freeze (the parameter prefixes to unfreeze)"),
+        ({"augment": ["noise", "shift", "noise"]}, "solver.params.augment: 'noise' listed more than once"),
+        ({"head": "replace"}, "solver.params.head: replace needs init_from (the weights whose head it replaces)"),
+        ({"unfreeze_after": 2}, "solver.params.unfreeze_after: needs freeze (the parameter prefixes to unfreeze)"),
         ([("lr", 0.1)], "solver.params: expected a mapping of param names to values, got list"),
     ],
 )
 def test_a_bad_param_is_one_line_naming_the_key_the_value_and_what_is_allowed(raw, expected: str) -> None:
     with pytest.raises(ConfigError) as error:
-        load_solver("ecg_cnn1d").parse_params(raw)
+        load_solver("ecg_cnn1d").parse_params(raw, name="ecg_cnn1d")
     assert str(error.value) == expected or (expected.endswith(" ") and str(error.value).startswith(expected)), str(error.value)
+
+
+def test_a_solver_is_named_as_given_or_by_its_import_path() -> None:
+    with pytest.raises(ConfigError, match=r"^solver.params.x: unknown param for solver 'solvers.tabular_mlp:TabularMLP'; "):
+        load_solver("tabular_mlp").parse_params({"x": 1})
 
 
 def test_names_accept_a_list_or_comma_separated_text() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from trial.config import load_config
 from trial.summary import format_summary
-from trial.tune_glue import SweepOutcome
+from trial.sweep import SweepOutcome
 
 
 def _outcome(report_path: Path | None) -> SweepOutcome:

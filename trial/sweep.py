@@ -1,0 +1,225 @@
+"""The sweep's conductor: pre-flight, run, resume record, finish (best trial on every split).
+
+`run_sweep(config)` prepares the data once, checks the solver on it before Ray starts,
+opens the MLflow parent run, runs the trials through the Ray adapter (trial/ray_backend.py)
+and evaluates the best trial's best epoch on every split. It knows no Ray API beyond
+the adapter's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trial import ray_backend
+from trial.config import SweepConfig
+from trial.data import SPLITS, PreparedData, open_split, prepare_data, probability_frame
+from trial.errors import ConfigError, SweepInterrupted
+from trial.loop import TrialJob, load_trained_model, predict, split_metrics
+from trial.plugins import shipped_modules
+from trial.preflight import fit_debug_batch_size, preflight
+from trial.report import REPORT_NAME, log_sweep_report
+from trial.tags import BEST_TRIAL_TAG
+from trial.tracking import Tracker, open_store
+
+SWEEP_FILE = "trial-sweep.json"
+"""In Tune's experiment folder: the sweep's MLflow parent run id and resolved config."""
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    parent_run_id: str
+    best_trial_id: str
+    best_params: dict[str, Any]
+    valid_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    tracking_uri: str
+    experiment_path: str
+    n_trials: int
+    n_pruned: int
+    n_failed: int
+    optuna_study: str
+    report_path: Path | None = None
+    """Where a person opens report.html: the logged artifact where the artifact store is
+    local files, else a copy in experiment_path; None where it could not be built."""
+
+
+def check_storage(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"storage: {path} is not writable ({error.strerror or error})") from None
+
+
+def run_sweep(
+    config: SweepConfig,
+    *,
+    address: str | None = None,
+    verbose: int = 1,
+    resume: bool = False,
+    resume_command: str = "run_sweep(config, resume=True)",
+) -> SweepOutcome:
+    """Run the whole sweep; user mistakes surface as UserError before any run is opened.
+
+    `resume=True` continues the sweep of this config's name after its driver died or was
+    interrupted: finished trials stay, unfinished ones restart from their checkpoints,
+    Optuna keeps its history, and the same MLflow parent and child runs are written on.
+    `resume_command` is what the Ctrl-C message tells the user to run.
+    """
+    # Keeping one checkpoint per trial forces a state snapshot per report; with epochs
+    # of a few seconds Tune warns about it every time, which buries the progress table.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    store = open_store(config)  # an unreachable tracking store fails here, first
+    check_storage(config.storage_path)
+    experiment_path = config.storage_path / config.name
+    parent_id = _saved_parent_id(config, experiment_path) if resume else None
+    requested = config  # what a resume compares with: the config before it was fitted to the data
+    prepared = prepare_data(config)
+    if config.debug:
+        config = fit_debug_batch_size(config, sweep_job(config, prepared))
+    preflight(config, sweep_job(config, prepared))
+    tracker = Tracker(config, store)
+    if parent_id is not None:
+        tracker.reopen_parent(parent_id)  # a finished or missing parent fails here, before Ray starts
+    ray_backend.connect_ray(address, user_modules=shipped_modules(config.code_references()))
+    ray_backend.check_cluster_fits(config, local=not (address or os.environ.get("RAY_ADDRESS")))
+
+    if parent_id is None:
+        tracker.start_parent({"trial.manifest_hash": prepared.manifest_hash})
+        tracker.log_artifact(prepared.manifest_csv, "manifest")
+        _save_sweep(requested, experiment_path, tracker.parent_id)
+    pruned: set[str] = set()
+    callback = tracker.callback(pruned)
+    try:
+        results = ray_backend.run_trials(
+            config,
+            sweep_job(config, prepared),
+            callback,
+            pruned,
+            study_name=optuna_study_name(config, callback),
+            verbose=verbose,
+            resume=resume,
+        )
+        # Tune answers Ctrl-C by saving its state and returning early, not by raising.
+        if len(callback.ended) < config.search.num_samples:
+            raise SweepInterrupted(
+                f"interrupted after {len(callback.ended)} of {config.search.num_samples} trials; "
+                f"the runs are marked KILLED, Tune's state is in {results.experiment_path}; "
+                f"resume with: {resume_command}"
+            )
+        # A run still RUNNING here was opened by a driver killed before Tune's next snapshot
+        # saved its trial: resumed Tune never heard of that trial, so nothing else ends it.
+        callback.end_unfinished("KILLED")
+        outcome = _finish(config, tracker, callback, prepared, results)
+    except BaseException as error:
+        status = "KILLED" if isinstance(error, (KeyboardInterrupt, SweepInterrupted)) else "FAILED"
+        callback.end_unfinished(status)
+        tracker.end_parent(status)
+        raise
+    tracker.end_parent("FINISHED")
+    # Once the parent has ended, so the report shows its final status (MLflow takes
+    # artifacts on a finished run), and a report that fails leaves no run RUNNING.
+    report_path = log_sweep_report(
+        tracker.client, outcome.parent_run_id, config.tracking_uri, Path(outcome.experiment_path) / REPORT_NAME
+    )
+    return replace(outcome, report_path=report_path)
+
+
+def _save_sweep(config: SweepConfig, experiment_path: Path, parent_id: str) -> None:
+    """Beside Tune's state: which MLflow parent run this sweep writes, and its config."""
+    experiment_path.mkdir(parents=True, exist_ok=True)
+    record = {"parent_run_id": parent_id, "config": config.to_dict()}
+    (experiment_path / SWEEP_FILE).write_text(json.dumps(record, indent=1))
+
+
+def _saved_parent_id(config: SweepConfig, experiment_path: Path) -> str:
+    """The parent run of the sweep to resume, once its Tune state and config check out."""
+    path = experiment_path / SWEEP_FILE
+    if not (path.is_file() and ray_backend.can_resume(experiment_path)):
+        raise ConfigError(f"--resume: no sweep {config.name!r} to resume in {config.storage_path}; run it without --resume")
+    record = json.loads(path.read_text())
+    # The searcher, the checkpoints and the runs logged so far all belong to the old config.
+    changed = _changed_keys(record["config"], json.loads(json.dumps(config.to_dict())))
+    if changed:
+        raise ConfigError(
+            f"--resume: the config differs from the one sweep {config.name!r} started with at {', '.join(changed)}; "
+            "resume with the same config file and --set values"
+        )
+    return record["parent_run_id"]
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            changed
+            for key in sorted(old.keys() | new.keys())
+            for changed in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def sweep_job(config: SweepConfig, prepared: PreparedData) -> TrialJob:
+    """The job every trial of this sweep starts from, before its searched values."""
+    return TrialJob(
+        solver=config.solver.cls,
+        params=config.solver.params,
+        data=prepared,
+        root_seed=config.seed,
+        metric=config.search.metric,
+        mode=config.metric_mode,
+        threads=config.scaling.cpus_per_worker,
+        use_gpu=config.scaling.use_gpu,
+    )
+
+
+def optuna_study_name(config: SweepConfig, callback: Any) -> str:
+    """One study per sweep, named after its parent run so a resumed sweep finds it again."""
+    return f"{config.name}-{callback.tracker.parent_id}"
+
+
+def _finish(
+    config: SweepConfig, tracker: Tracker, callback: Any, prepared: PreparedData, results: ray_backend.TrialResults
+) -> SweepOutcome:
+    """Evaluate the best trial's best epoch on valid and test; record it on the parent run."""
+    best = results.best()
+    trial_id, searched = best.trial_id, best.searched
+    job = sweep_job(config, prepared).with_trial_params(searched)
+    model = load_trained_model(job, best.state["best_model"])
+    frame = prepared.frame()
+    metrics: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="trial-predictions-") as directory:
+        for split_name in SPLITS:
+            split = open_split(prepared, split_name, frame)
+            proba = predict(model, split, torch.device("cpu"), batch_size=job.params.batch_size)
+            metrics[split_name] = split_metrics(split, proba, prefix=split_name)
+            probability_frame(prepared, split, proba).to_csv(Path(directory) / f"{split_name}_probability.csv", index=False)
+        tracker.log_artifact(Path(directory), "predictions")
+    valid, test = metrics["valid"], metrics["test"]
+    tracker.log_params(tracker.parent_id, searched)
+    tracker.client.set_tag(tracker.parent_id, BEST_TRIAL_TAG, trial_id)
+    tracker.log_metrics(tracker.parent_id, {**valid, **test})
+    best_run = callback.run_ids.get(trial_id)
+    if best_run is not None:
+        tracker.log_metrics(best_run, test)
+        tracker.client.set_tag(best_run, "trial.best", "true")
+    return SweepOutcome(
+        parent_run_id=tracker.parent_id,
+        best_trial_id=trial_id,
+        best_params=searched,
+        valid_metrics=valid,
+        test_metrics=test,
+        tracking_uri=config.tracking_uri,
+        experiment_path=results.experiment_path,
+        n_trials=results.n_trials,
+        n_pruned=len(callback.pruned_trials),
+        n_failed=results.n_failed,
+        optuna_study=optuna_study_name(config, callback),
+    )
