@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from trial.errors import ConfigError, describe_validation_error, first_line
+from trial.manifest import HoldoutSplit, KFoldSplit
 from trial.nni_space import nni_distribution
 from trial.plugins import is_reference, load_augmentation, load_reader, load_solver, solver_names
 from trial.solver import Solver, SolverParams
@@ -39,33 +40,6 @@ StrTuple = Annotated[tuple[str, ...], Field(strict=False)]
 class _Section(BaseModel):
     # strict: a string never turns into a number, 1.0 never into an int.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class HoldoutSplit(_Section):
-    """Hold-out: `valid` and `test` fractions of the rows; the rest is train."""
-
-    valid: float = Field(0.15, gt=0, lt=1)
-    test: float = Field(0.15, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _leave_rows_for_training(self) -> HoldoutSplit:
-        if self.valid + self.test >= 1:
-            raise ValueError(f"valid + test must be < 1, got {self.valid} + {self.test}")
-        return self
-
-
-class KFoldSplit(_Section):
-    """K-fold: a fixed `test` split, the rest cut into `folds` folds; `fold` is the valid one."""
-
-    folds: int = Field(ge=2)
-    fold: int = Field(0, ge=0)
-    test: float = Field(0.15, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _fold_in_range(self) -> KFoldSplit:
-        if self.fold >= self.folds:
-            raise ValueError(f"fold={self.fold} must be < folds={self.folds}")
-        return self
 
 
 _SPLIT_TAGS = ("holdout", "kfold")
@@ -184,6 +158,15 @@ class Distribution(_Section):
         if self.type == "int":
             return [int(self.low), int(self.high)]
         return [self.low, self.high]
+
+    def capped(self, cap: int) -> Distribution:
+        """This range of whole numbers (an int range, or a choice of ints) with nothing above `cap`."""
+        if self.type == "choice":
+            return Distribution(type="choice", values=tuple(sorted({min(int(value), cap) for value in self.values})))
+        low = min(int(self.low), cap)
+        if low >= cap:
+            return Distribution(type="choice", values=(cap,))
+        return self.model_copy(update={"low": float(low), "high": float(min(self.high, cap))})
 
     @property
     def is_log(self) -> bool:
@@ -464,7 +447,10 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
     if config.debug:
         data_cfg = data_cfg.model_copy(update={"subsample": data_cfg.subsample or DEBUG_SUBSAMPLE})
         params = params.model_copy(update={"epochs": min(params.epochs, DEBUG_MAX_EPOCHS)})
-        search = search.model_copy(update={"num_samples": min(search.num_samples, DEBUG_MAX_TRIALS)})
+        debug_search: dict[str, Any] = {"num_samples": min(search.num_samples, DEBUG_MAX_TRIALS)}
+        if "epochs" in search.space:  # a searched epochs count is capped like the base one
+            debug_search["space"] = {**search.space, "epochs": search.space["epochs"].capped(DEBUG_MAX_EPOCHS)}
+        search = search.model_copy(update=debug_search)
         # Its own sweep name (Tune storage, resume record, Optuna study), so a set-up check
         # never resumes, nor is resumed as, the real sweep; its runs stay in the real
         # sweep's MLflow experiment, tagged debug.
@@ -472,7 +458,7 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
             "name": f"{config.name}{DEBUG_SUFFIX}",
             "tracking": config.tracking.model_copy(update={"experiment": config.experiment_name}),
         }
-    search = _fit_scheduler_to_epochs(search, params.epochs)
+    search = _fit_scheduler_to_epochs(search, max_epochs(search, params.epochs))
     return config.model_copy(
         update={
             "data": data_cfg,
@@ -515,16 +501,16 @@ def solvers_for(data_kind: str) -> list[str]:
 
 
 def max_epochs(search: SearchConfig, epochs: int) -> int:
-    """The most epochs any trial runs: `epochs`, or the top of a searched `epochs` range."""
+    """The most epochs any trial runs: `epochs`, or the top of a searched `epochs` range
+    (ASHA's max_t, read from the resolved config: its typed params and its space)."""
     spec = search.space.get("epochs")
     return max(int(value) for value in spec.extremes) if spec is not None else epochs
 
 
-def _fit_scheduler_to_epochs(search: SearchConfig, epochs: int) -> SearchConfig:
+def _fit_scheduler_to_epochs(search: SearchConfig, longest: int) -> SearchConfig:
     """ASHA refuses a grace period longer than the trials (Ray asserts grace_period <= max_t):
     the intent, no pruning before the last epoch, is clear, so lower it and say so."""
     scheduler = search.scheduler
-    longest = max_epochs(search, epochs)
     if scheduler.type != "asha" or scheduler.grace_period <= longest:
         return search
     warnings.warn(

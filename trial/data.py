@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trial.config import DataConfig, KFoldSplit, SweepConfig
+from trial.config import DataConfig, SweepConfig
 from trial.datasets import materialize
 from trial.errors import DataError, first_line
 from trial.filecheck import (
@@ -29,7 +29,7 @@ from trial.filecheck import (
     pack_features,
     resolve_paths,
 )
-from trial.manifest import Manifest, SplitSpec, build_or_load_manifest
+from trial.manifest import Manifest, build_or_load_manifest
 from trial.plugins import load_reader
 
 SPLITS = ("train", "valid", "test")
@@ -150,7 +150,7 @@ def prepare_data(config: SweepConfig) -> PreparedData:
             target=data.target,
             stratify=list(data.stratify or (data.target,)),
             group=data.group,
-            split=_split_spec(data),
+            split=data.split,
             seed=config.seed,
             cache_dir=cache_dir,
         )
@@ -241,13 +241,6 @@ def _feature_columns(labels: pd.DataFrame, data: DataConfig) -> list[str]:
     if not features:
         raise DataError("data.features: no numeric feature columns found; list them in data.features")
     return features
-
-
-def _split_spec(data: DataConfig) -> SplitSpec:
-    split = data.split
-    if isinstance(split, KFoldSplit):
-        return SplitSpec(test=split.test, folds=split.folds, fold=split.fold)
-    return SplitSpec(test=split.test, valid=split.valid)
 
 
 def _files_key(manifest: Manifest, paths: Sequence[Path], reader: str | None) -> str:

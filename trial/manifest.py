@@ -20,12 +20,13 @@ import math
 import os
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trial.errors import ConfigError, DataError
 
@@ -37,60 +38,17 @@ _RARE = "<rare>"
 _TIE = 1e-9
 
 
-@dataclass(frozen=True)
-class SplitSpec:
-    """How rows are split: hold-out (`valid`) or k-fold (`folds` + `fold`), plus a fixed test split."""
+class _Split(BaseModel):
+    # strict: a string never turns into a number, 1.0 never into an int (the sweep config's rules).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    test: float
-    """Fraction of rows in the test split (0 < test < 1)."""
-    valid: float | None = None
-    """Hold-out mode: fraction of rows in the valid split; the rest is train."""
-    folds: int | None = None
-    """K-fold mode: the non-test rows are cut into this many folds."""
-    fold: int | None = None
-    """K-fold mode: the fold used as valid (0 <= fold < folds); the other folds are train."""
-
-    def __post_init__(self) -> None:
-        if not _is_fraction(self.test):
-            raise ConfigError(f"split.test: expected a fraction in (0, 1), got {self.test!r}")
-        if self.valid is not None:
-            if self.folds is not None or self.fold is not None:
-                raise ConfigError(
-                    "split: give either valid (hold-out) or folds and fold (k-fold), "
-                    f"got valid={self.valid!r}, folds={self.folds!r}, fold={self.fold!r}"
-                )
-            if not _is_fraction(self.valid):
-                raise ConfigError(f"split.valid: expected a fraction in (0, 1), got {self.valid!r}")
-            if self.test + self.valid >= 1:
-                raise ConfigError(
-                    f"split: test + valid must leave rows for train, got test={self.test} + valid={self.valid} "
-                    f"= {self.test + self.valid:g} (allowed: < 1)"
-                )
-            return
-        if self.folds is None or self.fold is None:
-            raise ConfigError(
-                f"split: give valid (hold-out) or both folds and fold (k-fold), got folds={self.folds!r}, "
-                f"fold={self.fold!r}"
-            )
-        if not _is_int(self.folds) or self.folds < 2:
-            raise ConfigError(f"split.folds: expected an integer >= 2, got {self.folds!r}")
-        if not _is_int(self.fold) or not 0 <= self.fold < self.folds:
-            raise ConfigError(f"split.fold: expected an integer in [0, {self.folds - 1}], got {self.fold!r}")
+    test: float = Field(0.15, gt=0, lt=1)
+    """Fraction of rows in the test split."""
 
     @property
     def kfold(self) -> bool:
         """True in k-fold mode."""
-        return self.folds is not None
-
-    @property
-    def bins(self) -> tuple[tuple[str, float], ...]:
-        """The parts rows are dealt into, with their fractions: test first, then valid and
-        train (hold-out) or fold 0..k-1 (k-fold). Which fold is valid plays no part, so the
-        test split and the folds are the same for every `fold`."""
-        if self.folds is None:
-            return (("test", self.test), ("valid", self.valid), ("train", 1.0 - self.test - self.valid))
-        share = (1.0 - self.test) / self.folds
-        return (("test", self.test), *((f"fold {k}", share) for k in range(self.folds)))
+        return isinstance(self, KFoldSplit)
 
     @property
     def min_stratum_size(self) -> int:
@@ -98,11 +56,58 @@ class SplitSpec:
         smallest = min(fraction for _, fraction in self.bins)
         return max(len(self.bins), math.ceil(1.0 / smallest - _TIE))
 
+    def hash_fields(self) -> dict[str, float | int | None]:
+        """What the manifest's content hash covers, in one layout for both modes."""
+        return {"test": self.test, "valid": None, "folds": None, "fold": None, **self.model_dump(exclude={"test"})}
+
+
+class HoldoutSplit(_Split):
+    """Hold-out: `valid` and `test` fractions of the rows; the rest is train."""
+
+    valid: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leave_rows_for_training(self) -> HoldoutSplit:
+        if self.valid + self.test >= 1:
+            raise ValueError(f"valid + test must be < 1, got {self.valid} + {self.test}")
+        return self
+
+    @property
+    def bins(self) -> tuple[tuple[str, float], ...]:
+        """The parts rows are dealt into, with their fractions: test, valid, train."""
+        return (("test", self.test), ("valid", self.valid), ("train", 1.0 - self.test - self.valid))
+
     def describe(self) -> str:
         """Short text for messages, e.g. 'test=0.1, valid=0.2'."""
-        if self.folds is None:
-            return f"test={self.test:g}, valid={self.valid:g}"
+        return f"test={self.test:g}, valid={self.valid:g}"
+
+
+class KFoldSplit(_Split):
+    """K-fold: a fixed `test` split, the rest cut into `folds` folds; `fold` is the valid one."""
+
+    folds: int = Field(ge=2)
+    fold: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> KFoldSplit:
+        if self.fold >= self.folds:
+            raise ValueError(f"fold={self.fold} must be < folds={self.folds}")
+        return self
+
+    @property
+    def bins(self) -> tuple[tuple[str, float], ...]:
+        """Test first, then fold 0..k-1. Which fold is valid plays no part, so the test
+        split and the folds are the same for every `fold`."""
+        share = (1.0 - self.test) / self.folds
+        return (("test", self.test), *((f"fold {k}", share) for k in range(self.folds)))
+
+    def describe(self) -> str:
         return f"test={self.test:g}, folds={self.folds}"
+
+
+SplitSpec = HoldoutSplit | KFoldSplit
+"""How rows are split: hold-out or k-fold, plus a fixed test split. Validated once, where
+the sweep config is read (these are its `data.split` section)."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ def build_or_load_manifest(
         "target": target,
         "stratify": list(stratify),
         "group": group,
-        "split": asdict(split),
+        "split": split.hash_fields(),
         "seed": seed,
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=_plain).encode())
@@ -290,10 +295,6 @@ def _show(value: object) -> str:
 def _check_seed(seed: object) -> None:
     if not _is_int(seed) or seed < 0:
         raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
-
-
-def _is_fraction(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
 
 
 def _is_int(value: object) -> bool:

@@ -42,6 +42,12 @@ def preflight(config: SweepConfig, job: TrialJob) -> float:
     Raises PreflightError naming the solver, the param values and the cause.
     """
     started = time.perf_counter()
+    kind = job.data.data_kind
+    if kind is not None and kind not in job.solver.data_kinds:
+        raise PreflightError(
+            f"solver.name: {config.solver.name!r} trains on {' or '.join(job.solver.data_kinds)} data, and this "
+            f"data's samples are shaped {list(job.data.input_shape)} ({kind} data)"
+        )
     frame = job.data.frame()
     train, valid = open_split(job.data, "train", frame), open_split(job.data, "valid", frame)
     stepped: set[tuple] = set()
@@ -138,18 +144,6 @@ def fit_debug_batch_size(config: SweepConfig, job: TrialJob) -> SweepConfig:
         "solver": config.solver.model_copy(update={"params": params.model_copy(update={"batch_size": min(base, fits)})})
     }
     if spec is not None:
-        space = {**config.search.space, "batch_size": _capped(spec, fits)}
+        space = {**config.search.space, "batch_size": spec.capped(fits)}
         update["search"] = config.search.model_copy(update={"space": space})
     return config.model_copy(update=update)
-
-
-def _capped(spec: Distribution, cap: int) -> Distribution:
-    """A searched batch size range with nothing above `cap`."""
-    if spec.type == "choice":
-        values = sorted({min(int(value), cap) for value in spec.values})
-        return Distribution(type="choice", values=tuple(values))
-    low = min(int(spec.low), cap)
-    if low >= cap:
-        return Distribution(type="choice", values=(cap,))
-    return spec.model_copy(update={"low": float(low), "high": float(cap)})
-

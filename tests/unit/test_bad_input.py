@@ -222,6 +222,7 @@ def shuffle(x):
         ({"name": "team_code:Net"}, {"reader": "team_code:missing_reader"}, "data.reader: module 'team_code' (imported from "),
         ({"name": "team_code:Net"}, {"reader": "team_code:sometimes_fails"}, "records/0009.npy: team_code:sometimes_fails failed: OSError: the vendor format's header is damaged"),
         ({"name": "team_code:Misfit"}, {}, "pre-flight: solver 'team_code:Misfit' with its base params failed on the data: RuntimeError: "),
+        ({"name": "tabular_mlp"}, {}, "solver.name: 'tabular_mlp' trains on tabular data, and this data's samples are shaped [2, 64] (signal data)"),
     ],
 )
 def test_a_teams_code_that_does_not_fit_is_one_line_before_ray_and_mlflow(user_data, tmp_path, capsys, monkeypatch, solver, data, expected):
@@ -239,4 +240,4 @@ def test_a_teams_code_that_does_not_fit_is_one_line_before_ray_and_mlflow(user_d
     assert len(err) == 1 and err[0].startswith("trial: error: "), err
     assert expected in err[0], err[0]
     # The pre-flight runs on the prepared data: its manifest is complete, reused next time.
-    assert_nothing_half_written(tmp_path, complete_manifest=solver["name"].endswith("Misfit"))
+    assert_nothing_half_written(tmp_path, complete_manifest=solver["name"] in ("team_code:Misfit", "tabular_mlp"))

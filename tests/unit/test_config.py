@@ -21,6 +21,7 @@ from trial.config import (
     KFoldSplit,
     SchedulerConfig,
     SweepConfig,
+    max_epochs,
     _describe,
     _model_at,
     apply_overrides,
@@ -450,6 +451,28 @@ def test_debug_shrinks_the_sweep_and_names_it_apart():
     assert (small.name, small.experiment_name) == ("t-debug", "exp")
     full = _resolved()
     assert (full.name, full.data.subsample, full.solver.params.epochs, full.search.num_samples) == ("t", None, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("epochs_spec", "debug_spec"),
+    [
+        ({"type": "int", "low": 1, "high": 12}, {"type": "int", "low": 1.0, "high": 2.0}),
+        ({"type": "int", "low": 4, "high": 12}, {"type": "choice", "values": (2,)}),
+        ({"type": "choice", "values": [1, 3, 10]}, {"type": "choice", "values": (1, 2)}),
+    ],
+)
+def test_a_searched_epochs_count_sets_ashas_horizon_and_debug_caps_it(epochs_spec, debug_spec):
+    from trial.ray_backend import build_scheduler
+
+    space = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}, "epochs": epochs_spec}
+    scheduler = {"type": "asha", "grace_period": 1}
+    full = _resolved(search__space=space, search__scheduler=scheduler)
+    top = max(epochs_spec.get("values") or [epochs_spec["high"]])
+    assert max_epochs(full.search, full.solver.params.epochs) == top
+    assert build_scheduler(full, set())._max_t == top  # not the base params' 8
+    debug = _resolved(debug=True, search__space=space, search__scheduler=scheduler)
+    assert debug.search.space["epochs"].model_dump(include={"type", "low", "high", "values"}, exclude_none=True) == debug_spec
+    assert build_scheduler(debug, set())._max_t == 2
 
 
 @pytest.mark.parametrize(
