@@ -252,21 +252,21 @@ def pack_arrays(
         return out_path
     shape = tuple(int(s) for s in shape)
 
+    def load(path: Path) -> np.ndarray:
+        if reader is not None:
+            return read_with(reader[1], reader[0], path)
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise DataError(f"data file {path}: cannot load as .npy: {_load_error_reason(error)}") from None
+        if not isinstance(array, np.ndarray):
+            array.close()
+            raise DataError(f"data file {path}: {_NPZ_REASON}")
+        return array
+
     def fill(out: np.ndarray) -> None:
         for i, path in enumerate(paths):
-            if reader is not None:
-                array = read_with(reader[1], reader[0], path)
-                if array.shape != shape:
-                    raise DataError(f"data file {path}: shape {array.shape}, expected {shape}")
-                out[i] = array
-                continue
-            try:
-                array = np.load(path, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as error:
-                raise DataError(f"data file {path}: cannot load as .npy: {_load_error_reason(error)}") from None
-            if not isinstance(array, np.ndarray):
-                array.close()
-                raise DataError(f"data file {path}: {_NPZ_REASON}")
+            array = load(path)
             # Checked explicitly: assignment would silently broadcast (1000,) into (3, 1000).
             if array.shape != shape:
                 raise DataError(f"data file {path}: shape {array.shape}, expected {shape}")

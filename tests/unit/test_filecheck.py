@@ -584,3 +584,47 @@ def test_pack_features_round_trip_and_errors(tmp_path):
     with pytest.raises(DataError, match=r"^features: column 'zz' not found; available columns: a, b, c, label$"):
         pack_features(frame, ["zz"], out_path=tmp_path / "f4.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.npy"]
+
+
+# ---- a team's own reader (data.reader) ----------------------------------------------------
+
+
+def _csv_record(path: Path, rows: np.ndarray) -> Path:
+    pd.DataFrame(rows.T).to_csv(path, index=False)
+    return path
+
+
+def _read_csv_record(path: Path) -> np.ndarray:
+    return pd.read_csv(path).to_numpy(np.float32).T
+
+
+def test_a_readers_files_get_the_checks_npy_files_get(tmp_path):
+    rng = np.random.default_rng(0)
+    good = [_csv_record(tmp_path / f"r{i}.csv", rng.normal(size=(2, 16))) for i in range(4)]
+    wide = _csv_record(tmp_path / "wide.csv", rng.normal(size=(3, 16)))
+    holes = _csv_record(tmp_path / "holes.csv", np.full((2, 16), np.nan))
+    missing = tmp_path / "gone.csv"
+    result = filecheck.check_files_with_reader([*good, wide, holes, missing], _read_csv_record, "io:read")
+    assert result.shape == (2, 16) and result.dtype == "float32"
+    assert result.ok.tolist() == [True] * 4 + [False] * 3
+    assert result.bad == [
+        (wide, "shape (3, 16), expected (2, 16)"),
+        (holes, "32 non-finite value(s) (NaN or inf)"),
+        (missing, "file not found"),
+    ]
+    packed = filecheck.pack_arrays(good, out_path=tmp_path / "packed.npy", shape=(2, 16), reader=("io:read", _read_csv_record))
+    np.testing.assert_array_equal(np.load(packed)[2], _read_csv_record(good[2]))
+
+
+def test_a_reader_that_raises_marks_its_file_bad_and_one_returning_no_array_is_a_config_error(tmp_path):
+    path = _csv_record(tmp_path / "r.csv", np.zeros((2, 4)))
+
+    def broken(p: Path) -> np.ndarray:
+        raise ValueError("row 3: bad float\nsecond line")
+
+    result = filecheck.check_files_with_reader([path], broken, "io:broken")
+    assert result.bad == [(path, "io:broken failed: ValueError: row 3: bad float")]
+    for returned, what in (([1.0, 2.0], "a list"), (np.array(["a"]), "an array of dtype <U1"), (None, "a NoneType")):
+        with pytest.raises(ConfigError) as error:
+            filecheck.check_files_with_reader([path], lambda p, value=returned: value, "io:odd")
+        assert str(error.value) == f"data.reader: io:odd returned {what} for {path}; expected a numeric numpy array"

@@ -282,10 +282,15 @@ def _train_rank(rank: int, world_size: int, job: TrialJob, out) -> None:
     torch.save(context.reports, out / f"rank{rank}.pt")
 
 
-def test_two_ranks_train_one_ddp_model_on_disjoint_batches(job, tmp_path):
+@pytest.mark.parametrize(
+    "fine_tuning", [{}, {"freeze": ["0"], "unfreeze_after": 1}], ids=["all-trained", "first-conv-unfrozen-at-epoch-1"]
+)
+def test_two_ranks_train_one_ddp_model_on_disjoint_batches(job, tmp_path, fine_tuning):
     # Two real processes in one gloo group, as a TorchTrainer worker group runs them. No
     # dropout or augmentation: two ranks fed the same batches would report the same loss.
-    job = job.with_trial_params({"epochs": 2, "dropout": 0.0})
+    # A layer unfrozen mid-training must be synced from then on too (DDP is built anew):
+    # else the ranks' models drift apart and score differently in the second epoch.
+    job = job.with_trial_params({"epochs": 2, "dropout": 0.0, **fine_tuning})
     run_ranks(_train_rank, 2, job, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
     # DDP keeps one model: both ranks score it alike every epoch (and so stop alike) ...

@@ -321,3 +321,79 @@ def test_input_shapes_cover_every_data_kind() -> None:
 
     assert set(INPUT_SHAPES) == set(DATA_KINDS)
     assert plugins.is_reference("a.b:C") and not plugins.is_reference("ecg_cnn1d")
+
+
+def test_an_installed_package_offers_solvers_readers_and_augmentations_by_entry_point(team_dir, monkeypatch) -> None:
+    # A real installed distribution, as pip leaves one: the package and its dist-info
+    # (METADATA, entry_points.txt) in a folder on sys.path.
+    site = team_dir / "site"
+    _write(site, "teampkg/__init__.py", "")
+    _write(site, "teampkg/nets.py", _TINY + '''
+    import numpy as np
+
+    def read_npz(path):
+        return np.load(path)["x"]
+
+    def flip(x, rng):
+        return x.flip(-1)
+    ''')
+    _write(site, "teampkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: teampkg\nVersion: 1.0\n")
+    _write(site, "teampkg-1.0.dist-info/entry_points.txt", '''
+        [trial.solvers]
+        team_tiny = teampkg.nets:Tiny
+
+        [trial.readers]
+        npz = teampkg.nets:read_npz
+
+        [trial.augmentations]
+        flip = teampkg.nets:flip
+    ''')
+    monkeypatch.syspath_prepend(str(site))
+    assert load_solver("team_tiny").__name__ == "Tiny"
+    assert "team_tiny" in plugins.solver_names() and plugins.solver_label(load_solver("team_tiny")) == "team_tiny"
+    assert load_reader("npz").__name__ == "read_npz"
+    assert load_augmentation("flip", "signal").__name__ == "flip"
+    assert load_augmentation("noise", "signal").__name__ == "signal_noise"  # a built-in name still wins
+    with pytest.raises(ConfigError, match=r"^data.reader: unknown reader 'csv'; known: npz; "):
+        load_reader("csv")
+    # Installed code is not shipped: the cluster's nodes have the package.
+    assert shipped_modules(["team_tiny"]) == []
+
+
+class _OwnHooks(Solver):
+    """A solver with its own optimizer, loss and training step: the loop must use them."""
+
+    data_kinds = ("tabular",)
+    calls: list[str] = []
+
+    def build_model(self, input_shape, num_classes):
+        return nn.Linear(input_shape[0], num_classes)
+
+    def configure_optimizer(self, model):
+        self.calls.append("optimizer")
+        return torch.optim.SGD(model.parameters(), lr=0.5)
+
+    def loss(self, logits, targets, class_weights):
+        self.calls.append("loss")
+        return (logits - 1.0).pow(2).mean()  # pulls every logit to 1, whatever the labels
+
+    def training_step(self, model, x, targets, class_weights):
+        self.calls.append("step")
+        return self.loss(model(x), targets, class_weights)
+
+
+def test_a_solvers_own_hooks_replace_the_defaults_in_the_loop() -> None:
+    from trial.loop import Trainer
+
+    solver = _OwnHooks(_OwnHooks.parse_params({}))
+    torch.manual_seed(0)
+    model = solver.build_model((4,), 2)
+    trainer = Trainer(solver, model, num_classes=2, data_kind="tabular", train_labels=np.array([0, 1]),
+                      steps_per_epoch=1, device=torch.device("cpu"), seed=0)
+    assert isinstance(trainer.optimizer, torch.optim.SGD)
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    for _ in range(200):
+        trainer.train_epoch(model, [(x, y)])
+    assert _OwnHooks.calls[:3] == ["optimizer", "step", "loss"]
+    with torch.no_grad():
+        assert torch.allclose(model(x), torch.ones(64, 2), atol=1e-3)
