@@ -24,7 +24,7 @@ if __name__ == "__main__":
 import numpy as np
 import torch
 
-from trial.config import resolve
+from trial.config import SweepConfig, resolve
 from trial.data import open_split, prepare_data
 from trial.filecheck import check_files
 from trial.loop import Trainer, build_model
@@ -116,23 +116,24 @@ def bench_filecheck(n_files: int, repeats: int, folder: Path) -> None:
     print(f"filecheck first run / np.load of every file: {first / plain:.3f}")
 
 
-def bench_loading(n_recordings: int, repeats: int, folder: Path) -> None:
-    """One epoch of ecg_cnn1d on demo_ecg: batch loading alone vs train_epoch (loading + compute)."""
-    config = resolve(
+def demo_ecg_config(folder: Path, n_recordings: int, name: str) -> SweepConfig:
+    """ecg_cnn1d on `n_recordings` demo_ecg recordings, every store inside `folder`."""
+    return resolve(
         {
-            "name": "bench-data",
+            "name": name,
             "seed": 42,
-            "data": {
-                "dataset": "demo_ecg",
-                "dataset_params": {"n_recordings": n_recordings},
-                "root": str(folder / "data"),
-            },
+            "data": {"dataset": "demo_ecg", "dataset_params": {"n_recordings": n_recordings}, "root": str(folder / "data")},
             "solver": {"name": "ecg_cnn1d"},
             "search": {"space": {"lr": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}}},
-            "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "bench-data"},
+            "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": name},
             "storage": str(folder / "runs"),
         }
     )
+
+
+def bench_loading(n_recordings: int, repeats: int, folder: Path) -> None:
+    """One epoch of ecg_cnn1d on demo_ecg: batch loading alone vs train_epoch (loading + compute)."""
+    config = demo_ecg_config(folder, n_recordings, "bench-data")
     prepared = prepare_data(config)
     torch.set_num_threads(1)
     torch.manual_seed(config.seed)
@@ -142,16 +143,7 @@ def bench_loading(n_recordings: int, repeats: int, folder: Path) -> None:
     keys = composite_keys(train.frame, prepared.balance) if prepared.balance else None
     sampler = BalancedBatchSampler(keys, solver.params.batch_size, seed=config.seed)
     model = build_model(solver, prepared.input_shape, prepared.num_classes)
-    trainer = Trainer(
-        solver,
-        model,
-        num_classes=prepared.num_classes,
-        data_kind=prepared.data_kind,
-        train_labels=train.y,
-        steps_per_epoch=len(sampler),
-        device=torch.device("cpu"),
-        seed=0,
-    )
+    trainer = Trainer.for_data(solver, model, prepared, train, sampler, device=torch.device("cpu"), seed=0)
 
     def load_only() -> None:
         for _x, _y in train.batches(sampler):

@@ -26,7 +26,7 @@ if __name__ == "__main__":
 import torch
 import torch.nn.functional as F
 
-from trial.config import resolve
+from benchmarks.data import demo_ecg_config
 from trial.data import open_split, prepare_data
 from trial.loop import Trainer, build_model
 from trial.sampler import BalancedBatchSampler, composite_keys
@@ -43,17 +43,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(folder: Path, n_recordings: int, rounds: int) -> None:
-    config = resolve(
-        {
-            "name": "bench-epoch",
-            "seed": 42,
-            "data": {"dataset": "demo_ecg", "dataset_params": {"n_recordings": n_recordings}, "root": str(folder / "data")},
-            "solver": {"name": "ecg_cnn1d"},
-            "search": {"space": {"lr": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}}},
-            "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "bench-epoch"},
-            "storage": str(folder / "runs"),
-        }
-    )
+    config = demo_ecg_config(folder, n_recordings, "bench-epoch")
     prepared = prepare_data(config)
     torch.set_num_threads(1)
     train = open_split(prepared, "train")
@@ -62,16 +52,7 @@ def run(folder: Path, n_recordings: int, rounds: int) -> None:
 
     torch.manual_seed(0)
     platform_model = build_model(solver, prepared.input_shape, prepared.num_classes)
-    trainer = Trainer(
-        solver,
-        platform_model,
-        num_classes=prepared.num_classes,
-        data_kind=prepared.data_kind,
-        train_labels=train.y,
-        steps_per_epoch=len(sampler),
-        device=torch.device("cpu"),
-        seed=0,
-    )
+    trainer = Trainer.for_data(solver, platform_model, prepared, train, sampler, device=torch.device("cpu"), seed=0)
     torch.manual_seed(0)
     plain_model = solver.build_model(prepared.input_shape, prepared.num_classes)
     plain_optimizer = torch.optim.AdamW(plain_model.parameters(), lr=solver.params.lr, weight_decay=solver.params.weight_decay)

@@ -90,16 +90,7 @@ def train_solver(job: TrialJob, ctx: SolverContext) -> None:
     # 3. Build the model (from pretrained weights when fine-tuning); DDP keeps rank 0's
     #    initial weights on every rank.
     base_model = build_model(solver, job.data.input_shape, job.data.num_classes).to(device)
-    trainer = Trainer(
-        solver,
-        base_model,
-        num_classes=job.data.num_classes,
-        data_kind=job.data.data_kind,
-        train_labels=train.y,
-        steps_per_epoch=len(sampler),
-        device=device,
-        seed=ctx.seed,
-    )
+    trainer = Trainer.for_data(solver, base_model, job.data, train, sampler, device=device, seed=ctx.seed)
     stopper = EarlyStopping(params.patience, params.min_delta, job.mode) if params.patience else None
     worker_tags = _gather_worker_tags(ctx)
 
@@ -201,6 +192,24 @@ class Trainer:
         self.scheduler, self.scheduler_per_batch = _lr_scheduler(p, self.optimizer, steps_per_epoch)
         self.amp_dtype = _amp_dtype(device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
+    @classmethod
+    def for_data(
+        cls, solver: Solver, model: nn.Module, data: PreparedData, train: SplitData, sampler: BalancedBatchSampler, *,
+        device: torch.device, seed: int,
+    ) -> Trainer:
+        """The Trainer for a sweep's prepared data: its classes and kind, the training
+        split's labels (class weights), the sampler's batches per epoch (onecycle)."""
+        return cls(
+            solver,
+            model,
+            num_classes=data.num_classes,
+            data_kind=data.data_kind,
+            train_labels=train.y,
+            steps_per_epoch=len(sampler),
+            device=device,
+            seed=seed,
+        )
 
     def train_epoch(self, model: nn.Module, batches: Batches) -> float:
         """One pass over `batches`, one optimizer step per batch; the mean loss per sample.

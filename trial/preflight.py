@@ -95,16 +95,7 @@ def _check_variant(job: TrialJob, train: SplitData, valid: SplitData, num_worker
     )
     if signature in stepped:
         return signature
-    trainer = Trainer(
-        solver,
-        model,
-        num_classes=data.num_classes,
-        data_kind=data.data_kind,
-        train_labels=train.y,
-        steps_per_epoch=len(sampler),
-        device=torch.device("cpu"),
-        seed=0,
-    )
+    trainer = Trainer.for_data(solver, model, data, train, sampler, device=torch.device("cpu"), seed=0)
     # A few rows of the first batch: enough for shapes and batch statistics (a batch of
     # one still fails, as it would in the trials), cheap enough to run before every sweep.
     first_batch = next(iter(sampler))[:PREFLIGHT_ROWS]
