@@ -23,7 +23,7 @@ from trial.errors import ConfigError, describe_validation_error, first_line
 from trial.manifest import HoldoutSplit, KFoldSplit
 from trial.nni_space import nni_distribution
 from trial.plugins import is_reference, load_augmentation, load_reader, load_solver, solver_names
-from trial.solver import Solver, SolverParams
+from trial.solver import Solver, SolverParams, split_names
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
 # What `debug: true` (`trial run --debug`) shrinks a sweep to.
@@ -474,9 +474,9 @@ def augmentation_names(params: SolverParams, space: Mapping[str, Distribution]) 
     names = list(params.augment)
     augment = space.get("augment")
     for choice in augment.values if augment is not None and augment.values else ():
-        # A choice is a list of names, or the same as comma-separated text.
-        names += [part.strip() for part in choice.split(",")] if isinstance(choice, str) else list(choice)
-    return [name for name in dict.fromkeys(names) if name]
+        # Choices that are not text are refused with the other searched values' checks.
+        names += split_names(choice) if isinstance(choice, str) else []
+    return list(dict.fromkeys(names))
 
 
 def _check_augmentations(names: list[str], data_kind: str | None) -> None:

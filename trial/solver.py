@@ -41,6 +41,11 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULERS = ("cosine", "none", "onecycle", "step")
 
 
+def split_names(text: str) -> tuple[str, ...]:
+    """"noise, shift" -> ("noise", "shift"): how an Optuna choice carries a list of names."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 class SolverParams(BaseModel):
     """The params every solver has; a solver's own `Params` subclasses it and adds fields.
 
@@ -109,10 +114,7 @@ class SolverParams(BaseModel):
     @field_validator("augment", "freeze", mode="before")
     @classmethod
     def _names_from_text(cls, value: Any) -> Any:
-        # "noise, shift": how an Optuna choice can carry a list.
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return split_names(value) if isinstance(value, str) else value
 
     @field_validator("augment")
     @classmethod

@@ -104,6 +104,8 @@ def test_demo_config_resolves_with_dataset_and_solver_defaults():
         ("name", "..", "name: '..' names the sweep's folder"),
         ("search.space.lr", {"type": "uniform", "low": 0.1, "high": 0.9, "log": True, "step": 0.1}, "search.space.lr: Optuna refuses this range: "),
         ("search.space.lr", {"type": "choice", "values": [[0.1], [0.2]]}, "search.space.lr: choice values must be numbers, text, true/false or null, got [0.1]"),
+        ("search.space.augment", {"type": "choice", "values": [1, "noise"]}, "search.space.augment: the value 1 would be refused (solver.params.augment: must be a valid tuple, got 1 (int))"),
+        ("search.space.augment", {"type": "choice", "values": ["noise", "mine:nothing"]}, "solver.params.augment: no module 'mine' (from 'mine:nothing') in the working directory "),
     ],
 )
 def test_config_errors_name_the_key(path, value, expected):
