@@ -41,6 +41,8 @@ class TrialJob:
 
     `solver` is the class itself (workers import its module by name; user modules reach
     them through Ray's runtime_env) and `params` its validated, typed Params.
+    `pretrained` holds `params.init_from`'s weights, read once by the driver: they reach
+    workers on other machines with the job, where the file itself may not exist.
     """
 
     solver: type[Solver]
@@ -52,11 +54,14 @@ class TrialJob:
     threads: int = 1
     use_gpu: bool = False
     trial_params: Mapping[str, Any] = field(default_factory=dict)
+    pretrained: Mapping[str, torch.Tensor] | None = None
 
     def with_trial_params(self, values: Mapping[str, Any]) -> TrialJob:
-        """This job with one trial's searched values validated into the solver's Params."""
+        """This job with one trial's searched values validated into the solver's Params.
+        A searched `init_from` is read where the trial runs."""
         params = self.solver.parse_params({**dict(self.params), **values})
-        return replace(self, params=params, trial_params=dict(values))
+        pretrained = self.pretrained if params.init_from == self.params.init_from else None
+        return replace(self, params=params, trial_params=dict(values), pretrained=pretrained)
 
     def make_solver(self) -> Solver:
         return self.solver(self.params)
@@ -89,7 +94,7 @@ def train_solver(job: TrialJob, ctx: SolverContext) -> None:
 
     # 3. Build the model (from pretrained weights when fine-tuning); DDP keeps rank 0's
     #    initial weights on every rank.
-    base_model = build_model(solver, job.data.input_shape, job.data.num_classes).to(device)
+    base_model = build_model(solver, job.data.input_shape, job.data.num_classes, job.pretrained).to(device)
     trainer = Trainer.for_data(solver, base_model, job.data, train, sampler, device=device, seed=ctx.seed)
     stopper = EarlyStopping(params.patience, params.min_delta, job.mode) if params.patience else None
     worker_tags = _gather_worker_tags(ctx)
@@ -325,18 +330,24 @@ def _amp_dtype(device: torch.device) -> torch.dtype | None:
 # -- the model: built, fine-tuned from weights, frozen ----------------------------------------
 
 
-def build_model(solver: Solver, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The solver's model for this data, starting from `init_from`'s weights when it is set."""
+def build_model(
+    solver: Solver, input_shape: tuple[int, ...], num_classes: int, pretrained: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
+    """The solver's model for this data, starting from `init_from`'s weights when it is set
+    (`pretrained`: those weights, read already)."""
     model = solver.build_model(tuple(input_shape), num_classes)
     if solver.params.init_from is not None:
-        load_pretrained(solver, model, solver.params.init_from)
+        load_pretrained(solver, model, solver.params.init_from, weights=pretrained)
     return model
 
 
-def load_pretrained(solver: Solver, model: nn.Module, source: str) -> None:
-    """Load weights into `model` (weights_only); with `head: replace` the classifier layer
-    keeps its fresh initialisation. Weights that do not fit are one line naming them."""
-    weights = read_weights(source)
+def load_pretrained(
+    solver: Solver, model: nn.Module, source: str, *, weights: Mapping[str, torch.Tensor] | None = None
+) -> None:
+    """Load `source`'s weights (or `weights`, read from it already) into `model`; with
+    `head: replace` the classifier layer keeps its fresh initialisation. Weights that do
+    not fit are one line naming them."""
+    weights = read_weights(source) if weights is None else weights
     head = solver.head_name(model) if solver.params.head == "replace" else None
     in_head = (lambda key: _inside(key, head)) if head is not None else (lambda key: False)
     skipped = {key for key in weights if in_head(key)}

@@ -14,6 +14,7 @@ do not have them (trial/ray_backend.py passes them as the runtime_env's py_modul
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -279,5 +280,11 @@ def _is_user_module(name: str, module: ModuleType) -> bool:
     if not file or (paths is not None and len(list(paths)) != 1):
         return False
     resolved = str(Path(file).resolve())
-    installed = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return not any(resolved.startswith(str(Path(root).resolve()) + os.sep) for root in installed)
+    return not resolved.startswith(_installed_roots())
+
+
+@functools.cache
+def _installed_roots() -> tuple[str, ...]:
+    """The folders of the standard library and of installed packages, each ending in a separator."""
+    paths = sysconfig.get_paths()
+    return tuple({str(Path(paths[key]).resolve()) + os.sep for key in ("stdlib", "platstdlib", "purelib", "platlib")})

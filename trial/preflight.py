@@ -86,7 +86,7 @@ def _check_variant(job: TrialJob, train: SplitData, valid: SplitData, num_worker
             f"{params.batch_size} on each of {num_workers} worker(s) (scaling.num_workers); "
             f"use solver.params.batch_size <= {fits}"
         )
-    model = build_model(solver, data.input_shape, data.num_classes)
+    model = build_model(solver, data.input_shape, data.num_classes, job.pretrained)
     set_frozen(model, params, 0)
     signature = (
         params.batch_size,

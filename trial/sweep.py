@@ -20,7 +20,7 @@ from trial import ray_backend
 from trial.config import SweepConfig
 from trial.data import SPLITS, PreparedData, open_split, prepare_data, probability_frame
 from trial.errors import ConfigError, SweepInterrupted
-from trial.loop import TrialJob, load_trained_model, predict, split_metrics
+from trial.loop import TrialJob, load_trained_model, predict, read_weights, split_metrics
 from trial.plugins import shipped_modules
 from trial.preflight import fit_debug_batch_size, preflight
 from trial.report import REPORT_NAME, log_sweep_report
@@ -83,9 +83,11 @@ def run_sweep(
     parent_id = _saved_parent_id(config, experiment_path) if resume else None
     requested = config  # what a resume compares with: the config before it was fitted to the data
     prepared = prepare_data(config)
+    job = sweep_job(config, prepared)
     if config.debug:
-        config = fit_debug_batch_size(config, sweep_job(config, prepared))
-    preflight(config, sweep_job(config, prepared))
+        config = fit_debug_batch_size(config, job)
+        job = replace(job, params=config.solver.params)
+    preflight(config, job)
     tracker = Tracker(config, store)
     if parent_id is not None:
         tracker.reopen_parent(parent_id)  # a finished or missing parent fails here, before Ray starts
@@ -101,7 +103,7 @@ def run_sweep(
     try:
         results = ray_backend.run_trials(
             config,
-            sweep_job(config, prepared),
+            job,
             callback,
             pruned,
             study_name=optuna_study_name(config, callback),
@@ -118,7 +120,7 @@ def run_sweep(
         # A run still RUNNING here was opened by a driver killed before Tune's next snapshot
         # saved its trial: resumed Tune never heard of that trial, so nothing else ends it.
         callback.end_unfinished("KILLED")
-        outcome = _finish(config, tracker, callback, prepared, results)
+        outcome = _finish(config, tracker, callback, job, results)
     except BaseException as error:
         status = "KILLED" if isinstance(error, (KeyboardInterrupt, SweepInterrupted)) else "FAILED"
         callback.end_unfinished(status)
@@ -168,6 +170,7 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def sweep_job(config: SweepConfig, prepared: PreparedData) -> TrialJob:
     """The job every trial of this sweep starts from, before its searched values."""
+    init_from = config.solver.params.init_from
     return TrialJob(
         solver=config.solver.cls,
         params=config.solver.params,
@@ -177,6 +180,7 @@ def sweep_job(config: SweepConfig, prepared: PreparedData) -> TrialJob:
         mode=config.metric_mode,
         threads=config.scaling.cpus_per_worker,
         use_gpu=config.scaling.use_gpu,
+        pretrained=read_weights(init_from) if init_from is not None else None,
     )
 
 
@@ -186,12 +190,13 @@ def optuna_study_name(config: SweepConfig, callback: Any) -> str:
 
 
 def _finish(
-    config: SweepConfig, tracker: Tracker, callback: Any, prepared: PreparedData, results: ray_backend.TrialResults
+    config: SweepConfig, tracker: Tracker, callback: Any, sweep: TrialJob, results: ray_backend.TrialResults
 ) -> SweepOutcome:
     """Evaluate the best trial's best epoch on valid and test; record it on the parent run."""
     best = results.best()
     trial_id, searched = best.trial_id, best.searched
-    job = sweep_job(config, prepared).with_trial_params(searched)
+    job = sweep.with_trial_params(searched)
+    prepared = job.data
     model = load_trained_model(job, best.state["best_model"])
     frame = prepared.frame()
     metrics: dict[str, dict[str, float]] = {}

@@ -299,3 +299,23 @@ def test_two_ranks_train_one_ddp_model_on_disjoint_batches(job, tmp_path, fine_t
     # ... trained on each rank's own half of the epoch's batches.
     assert all(a["train/loss"] != b["train/loss"] for a, b in zip(*ranks))
     assert ranks[0][0]["seeds"] == ranks[1][0]["seeds"] == "0:3,1:1004"
+
+
+def test_pretrained_weights_travel_with_the_job_to_workers_without_the_file(job, tmp_path):
+    # The driver reads init_from once; a worker on another machine has only the job.
+    torch.manual_seed(7)
+    source = job.make_solver().build_model(job.data.input_shape, job.data.num_classes)
+    path = tmp_path / "weights.pt"
+    torch.save(source.state_dict(), path)
+    params = job.solver.parse_params({**dict(job.params), "init_from": str(path), "epochs": 1, "lr": 1e-9})
+    tuned = dataclasses.replace(job, params=params, pretrained=loop.read_weights(str(path)))
+    path.unlink()
+    context = LocalContext(root_seed=job.root_seed)
+    train_solver(tuned, context)
+    trained = context.last_checkpoint["model"]
+    for key, value in source.state_dict().items():
+        if not key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert torch.allclose(trained[key], value, atol=1e-6), key
+    # A trial's searched values keep the weights; a searched init_from is read where it runs.
+    assert tuned.with_trial_params({"lr": 1e-3}).pretrained is tuned.pretrained
+    assert tuned.with_trial_params({"init_from": str(tmp_path / "other.pt")}).pretrained is None
