@@ -365,7 +365,9 @@ def load_pretrained(
     if unexpected:
         problems.append(f"unexpected keys {_listed(unexpected)}")
     if mismatched:
-        hint = " (a different number of classes? head: replace gives a new classifier)" if head is None else ""
+        # Only the classifier differing is what a dataset with other classes looks like.
+        only_head = head is None and all(_inside(item.split(" ")[0], solver.head_name(model)) for item in mismatched)
+        hint = " (a different number of classes? head: replace gives a new classifier)" if only_head else ""
         problems.append(f"shapes differ at {_listed(mismatched)}{hint}")
     if problems:
         raise ConfigError(f"solver.params.init_from: {source} does not fit the model: {'; '.join(problems)}")
