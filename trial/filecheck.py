@@ -185,6 +185,15 @@ def read_with(reader: Callable[[Path], Any], reader_name: str, path: str | Path)
     raise ConfigError(f"data.reader: {reader_name} returned {what} for {path}; expected a numeric numpy array")
 
 
+def _array_verdict(array: np.ndarray) -> _Verdict:
+    """A loaded numeric array's verdict, whoever read it: its values finite, then its shape and dtype."""
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            return f"{array.size - int(finite.sum())} non-finite value(s) (NaN or inf)", None, None
+    return None, tuple(int(s) for s in array.shape), array.dtype.name
+
+
 def _reader_verdict(path: str, reader: Callable[[Path], Any], reader_name: str) -> _Verdict:
     if not os.path.isfile(path):
         return "file not found", None, None
@@ -194,11 +203,7 @@ def _reader_verdict(path: str, reader: Callable[[Path], Any], reader_name: str) 
         raise
     except Exception as error:  # noqa: BLE001 - the reader failing on this file is a verdict about it
         return f"{reader_name} failed: {type(error).__name__}: {first_line(error)}", None, None
-    if array.dtype.kind == "f":
-        finite = np.isfinite(array)
-        if not finite.all():
-            return f"{array.size - int(finite.sum())} non-finite value(s) (NaN or inf)", None, None
-    return None, tuple(int(s) for s in array.shape), array.dtype.name
+    return _array_verdict(array)
 
 
 def apply_bad_file_policy(
@@ -525,11 +530,7 @@ def _load_verdict(path: str) -> _Verdict:
         return _NPZ_REASON, None, None
     if array.dtype.kind not in _NUMERIC_KINDS:
         return f"dtype {array.dtype}, expected a numeric (integer or float) dtype", None, None
-    if array.dtype.kind == "f":
-        finite = np.isfinite(array)
-        if not finite.all():
-            return f"{array.size - int(finite.sum())} non-finite value(s) (NaN or inf)", None, None
-    return None, tuple(int(s) for s in array.shape), array.dtype.name
+    return _array_verdict(array)
 
 
 @contextmanager
