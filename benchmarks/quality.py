@@ -26,6 +26,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from trial.config import load_config  # noqa: E402
 from trial.ray_backend import connect_ray  # noqa: E402
+from trial.runs import DEFAULT_STORE_FILE, TARGET_COLUMN, proba_column, probability_artifact, sqlite_uri  # noqa: E402
 from trial.sweep import run_sweep  # noqa: E402
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -39,12 +40,12 @@ BARS = {
 
 def per_hospital_auroc(tracking_uri: str, parent_run_id: str, workdir: Path) -> dict[str, float]:
     client = MlflowClient(tracking_uri)
-    local = client.download_artifacts(parent_run_id, "predictions/test_probability.csv", str(workdir))
+    local = client.download_artifacts(parent_run_id, probability_artifact("test"), str(workdir))
     frame = pd.read_csv(local)
     return {
-        str(hospital): roc_auc_score(rows["target"] == 1, rows["proba_1"])
+        str(hospital): roc_auc_score(rows[TARGET_COLUMN] == 1, rows[proba_column(1)])
         for hospital, rows in frame.groupby("hos")
-        if rows["target"].nunique() == 2
+        if rows[TARGET_COLUMN].nunique() == 2
     }
 
 
@@ -62,7 +63,7 @@ def main() -> int:
     lines: list[str] = []
     for name in args.only or list(BARS):
         metric, bar = BARS[name]
-        config = load_config(SPACES / f"{name}.yaml", [f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}"])
+        config = load_config(SPACES / f"{name}.yaml", [f"tracking.uri={sqlite_uri(workdir / DEFAULT_STORE_FILE)}"])
         outcome = run_sweep(config, verbose=0)
         value = outcome.test_metrics[metric]
         failures += value < bar

@@ -9,7 +9,6 @@ completed) is what gets logged to MLflow, so a run can be reproduced from it alo
 from __future__ import annotations
 
 import math
-import os
 import urllib.parse
 import warnings
 from pathlib import Path
@@ -23,6 +22,7 @@ from trial.errors import ConfigError, describe_validation_error, first_line
 from trial.manifest import HoldoutSplit, KFoldSplit
 from trial.nni_space import nni_distribution
 from trial.plugins import is_reference, load_augmentation, load_reader, load_solver, solver_names
+from trial.runs import OPTUNA_STORE_FILE, STORAGE_DIR, default_tracking_uri, sqlite_database, sqlite_uri, store_folder
 from trial.solver import Solver, SolverParams, split_names
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
@@ -201,16 +201,22 @@ class ScalingConfig(_Section):
     max_failures: int = Field(2, ge=0)
 
 
-def default_tracking_uri() -> str:
-    """MLflow's own MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
 class TrackingConfig(_Section):
     uri: str | None = None
     """MLflow tracking URI; null: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
     experiment: str | None = None
     """MLflow experiment; default: the sweep's name."""
+    register_as: str | None = None
+    """Also register the sweep's model in MLflow's Model Registry under this name: one new
+    version per sweep."""
+
+    @field_validator("register_as")
+    @classmethod
+    def _registry_name(cls, name: str | None) -> str | None:
+        # MLflow's own rules for a registered model's name, said before the sweep, not after it.
+        if name is not None and (not name.strip() or "/" in name or ":" in name or ".." in name):
+            raise ValueError(f"{name!r} is not a Model Registry name: it needs a character other than spaces, and no '/', ':' or '..'")
+        return name
 
 
 class SweepConfig(_Section):
@@ -252,18 +258,15 @@ class SweepConfig(_Section):
     def storage_path(self) -> Path:
         if self.storage:
             return Path(self.storage).expanduser().resolve()
-        uri = self.tracking_uri
-        if uri.startswith("sqlite:///"):
-            return Path(uri.removeprefix("sqlite:///")).resolve().parent / "trial_runs"
-        return Path.cwd() / "trial_runs"
+        return store_folder(self.tracking_uri) / STORAGE_DIR
 
     @property
     def optuna_storage_url(self) -> str:
-        """The sweep's Optuna study lives beside the MLflow store, for optuna-dashboard."""
+        """The sweep's Optuna study lives beside a sqlite MLflow store, for optuna-dashboard;
+        with any other store, in the sweep's storage."""
         uri = self.tracking_uri
-        if uri.startswith("sqlite:///"):
-            return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve().parent / 'optuna.db'}"
-        return f"sqlite:///{self.storage_path / 'optuna.db'}"
+        folder = store_folder(uri) if sqlite_database(uri) is not None else self.storage_path
+        return sqlite_uri(folder / OPTUNA_STORE_FILE)
 
     @property
     def metric_mode(self) -> str:

@@ -31,8 +31,8 @@ from trial.filecheck import (
 )
 from trial.manifest import Manifest, build_or_load_manifest
 from trial.plugins import load_reader
+from trial.runs import TARGET_COLUMN, proba_column
 
-SPLITS = ("train", "valid", "test")
 DATA_KIND_BY_DIMS = {1: "tabular", 2: "signal", 3: "image"}
 
 
@@ -49,6 +49,8 @@ class PreparedData:
     manifest_hash: str
     sample_columns: tuple[str, ...] = ()
     """Kept beside each prediction: the sample's file, its stratify and balance values."""
+    features: tuple[str, ...] = ()
+    """Tabular data: the feature columns, in the packed array's order."""
 
     @property
     def data_kind(self) -> str | None:
@@ -94,13 +96,14 @@ class SplitData:
 
 
 def probability_frame(prepared: PreparedData, split: SplitData, proba: np.ndarray) -> pd.DataFrame:
-    """One split's predictions: manifest row, sample columns, true class, a probability per class."""
+    """One split's predictions (trial/runs.py names the file and columns): manifest row, sample
+    columns, true class, a probability per class."""
     frame = pd.DataFrame({"row": split.rows})
     for column in prepared.sample_columns:
         frame[column] = split.frame[column].to_numpy()
-    frame["target"] = split.frame[prepared.target].to_numpy()
+    frame[TARGET_COLUMN] = split.frame[prepared.target].to_numpy()
     for index, value in enumerate(prepared.classes):
-        frame[f"proba_{value}"] = proba[:, index]
+        frame[proba_column(value)] = proba[:, index]
     return frame
 
 
@@ -182,6 +185,7 @@ def prepare_data(config: SweepConfig) -> PreparedData:
         balance=data.balance,
         manifest_hash=manifest.content_hash,
         sample_columns=tuple(dict.fromkeys(c for c in (data.path_column, *data.stratify, *(data.balance or ())) if c)),
+        features=tuple(features) if data.path_column is None else (),
     )
 
 

@@ -12,9 +12,8 @@ mtimes and verdict codes as packed columns: a rerun reads one row and compares a
 where one row per file made reading the cache back cost as much as the stats. A list not
 seen before still reuses, path by path, the verdicts of the lists that are stored.
 
-Prediction outputs (`train_probability.csv`, `valid_probability.csv`,
-`test_probability.csv`) are results a sweep writes, never inputs: `check_files` skips
-them without opening them.
+Prediction outputs (`<split>_probability.csv`, trial/runs.py's PREDICTION_OUTPUTS) are
+results a sweep writes, never inputs: `check_files` skips them without opening them.
 """
 from __future__ import annotations
 
@@ -37,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from trial.errors import ConfigError, DataError, first_line
+from trial.runs import PREDICTION_OUTPUTS
 
-PREDICTION_OUTPUTS = frozenset({"train_probability.csv", "valid_probability.csv", "test_probability.csv"})
 # The table name carries the checks' version: when the checks (or the layout) change, old
 # verdicts are simply never read again.
 _TABLE = "checks_v2"

@@ -28,6 +28,7 @@ from trial.data import PreparedData, SplitData, open_split
 from trial.errors import ConfigError, first_line
 from trial.metrics import classification_metrics
 from trial.plugins import load_augmentation, solver_label
+from trial.runs import NODES_TAG, SEEDS_TAG
 from trial.sampler import BalancedBatchSampler, composite_keys
 from trial.seeding import seed_everything
 from trial.solver import Solver, SolverParams
@@ -564,8 +565,8 @@ def _gather_worker_tags(ctx: SolverContext) -> dict[str, str]:
         everyone = [mine]
     everyone.sort()
     return {
-        "seeds": ",".join(f"{rank}:{seed}" for rank, seed, _ in everyone),
-        "nodes": ",".join(f"{rank}:{node}" for rank, _, node in everyone),
+        SEEDS_TAG: ",".join(f"{rank}:{seed}" for rank, seed, _ in everyone),
+        NODES_TAG: ",".join(f"{rank}:{node}" for rank, _, node in everyone),
     }
 
 

@@ -29,8 +29,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trial.errors import ConfigError, DataError
+from trial.runs import SPLITS
 
-SPLITS = ("train", "valid", "test")
 # Bumped whenever the assignment or the file layout changes, so old caches are not reused.
 FORMAT_VERSION = 1
 _RARE = "<rare>"

@@ -1,11 +1,10 @@
 """Post-analysis of one sweep: a single self-contained HTML page, read back from MLflow.
 
 Everything comes from the MLflow store, never from Tune's storage or the driver's
-memory, so a report can be rebuilt later, anywhere the store can be reached:
-
-  parent run   config.yaml, manifest/manifest-<hash>.csv, predictions/<split>_probability.csv,
-               tag trial.best_trial_id, metrics valid/<m> and test/<m> of the best trial
-  child runs   one per trial: searched params, per-epoch metrics, tag trial.status
+memory, so a report can be rebuilt later, anywhere the store can be reached: the sweep's
+parent run (its config, split manifest, best trial's predictions and metrics) and its
+child runs (one per trial: searched params, per-epoch metrics, status), as laid out in
+trial/runs.py.
 
 The page has five sections, one function each: the search (every trial's value and
 learning curve, pruned ones included, and Optuna's parameter importance on a study rebuilt
@@ -45,17 +44,31 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 from trial.config import Distribution
 from trial.errors import ConfigError, DataError, first_line
 from trial.metrics import ECE_BINS, METRIC_MODES, METRIC_NAMES, classification_metrics
-from trial.tags import BEST_TRIAL_TAG, DEBUG_TAG, PARENT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG
+from trial.runs import (
+    BEST_TRIAL_TAG,
+    CONFIG_ARTIFACT,
+    DEBUG_TAG,
+    MANIFEST_DIR,
+    PARENT_TAG,
+    PREDICTIONS_DIR,
+    PROBA_PREFIX,
+    REPORT_ARTIFACT,
+    ROLE_TAG,
+    SPLITS,
+    STATUS_TAG,
+    TARGET_COLUMN,
+    TRIAL_ID_TAG,
+    proba_column,
+    probability_artifact,
+    probability_file,
+)
 
-REPORT_NAME = "report.html"
-SPLIT_ORDER = ("train", "valid", "test")
 _STATES = {
     "completed": optuna.trial.TrialState.COMPLETE,
     "pruned": optuna.trial.TrialState.PRUNED,
     "error": optuna.trial.TrialState.FAIL,
 }
 _FIGURE_HEIGHT = 420
-_PROBA_PREFIX = "proba_"
 
 
 # -- what the report reads ---------------------------------------------------------------
@@ -150,9 +163,9 @@ def _read_space(raw: Mapping[str, Any], run_id: str) -> dict[str, Distribution]:
             space[name] = Distribution(**spec)
         except ValidationError as error:
             problem = error.errors()[0]["msg"]  # pydantic's full text spans several lines
-            raise DataError(f"report: run {run_id}'s config.yaml: search.space.{name}: {problem}") from None
+            raise DataError(f"report: run {run_id}'s {CONFIG_ARTIFACT}: search.space.{name}: {problem}") from None
         except TypeError:
-            raise DataError(f"report: run {run_id}'s config.yaml: search.space.{name} is not a mapping") from None
+            raise DataError(f"report: run {run_id}'s {CONFIG_ARTIFACT}: search.space.{name} is not a mapping") from None
     return space
 
 
@@ -182,28 +195,28 @@ def _download(client: MlflowClient, run_id: str, path: str, directory: Path) -> 
 
 
 def _read_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
-    if "config.yaml" not in _artifact_files(client, run_id):
-        raise DataError(f"report: run {run_id} has no config.yaml artifact; was it started by `trial run`?")
+    if CONFIG_ARTIFACT not in _artifact_files(client, run_id):
+        raise DataError(f"report: run {run_id} has no {CONFIG_ARTIFACT} artifact; was it started by `trial run`?")
     with tempfile.TemporaryDirectory(prefix="trial-report-") as directory:
-        path = _download(client, run_id, "config.yaml", Path(directory))
+        path = _download(client, run_id, CONFIG_ARTIFACT, Path(directory))
         return yaml.safe_load(Path(path).read_text()) or {}
 
 
 def _read_manifest(client: MlflowClient, run_id: str, directory: Path) -> pd.DataFrame | None:
-    csvs = [path for path in _artifact_files(client, run_id, "manifest") if path.endswith(".csv")]
+    csvs = [path for path in _artifact_files(client, run_id, MANIFEST_DIR) if path.endswith(".csv")]
     if not csvs:
         return None
     return pd.read_csv(_download(client, run_id, csvs[0], directory))
 
 
 def _read_predictions(client: MlflowClient, run_id: str, directory: Path) -> dict[str, pd.DataFrame]:
-    found = {Path(path).name: path for path in _artifact_files(client, run_id, "predictions")}
+    found = {Path(path).name: path for path in _artifact_files(client, run_id, PREDICTIONS_DIR)}
     frames = {}
-    for split in SPLIT_ORDER:
-        path = found.get(f"{split}_probability.csv")
+    for split in SPLITS:
+        path = found.get(probability_file(split))
         if path is not None:
             # The true class as text, so it matches the class in its proba_<class> column name.
-            frames[split] = pd.read_csv(_download(client, run_id, path, directory), dtype={"target": str})
+            frames[split] = pd.read_csv(_download(client, run_id, path, directory), dtype={TARGET_COLUMN: str})
     return frames
 
 
@@ -328,7 +341,7 @@ def build_report(client: MlflowClient, parent_run_id: str, out_dir: Path) -> Pat
     ]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / REPORT_NAME
+    path = out_dir / REPORT_ARTIFACT
     path.write_text(_page(f"Sweep {sweep.name}", sections), encoding="utf-8")
     return path
 
@@ -594,7 +607,7 @@ def _splits_section(sweep: Sweep) -> str:
 
 def _splits_in(split: pd.Series) -> list[str]:
     present = set(split.unique())
-    return [name for name in SPLIT_ORDER if name in present] + sorted(present - set(SPLIT_ORDER))
+    return [name for name in SPLITS if name in present] + sorted(present - set(SPLITS))
 
 
 def _share_figure(values: pd.Series, split: pd.Series, name: str) -> str:
@@ -629,13 +642,13 @@ class _Scored:
 
 def scored(frame: pd.DataFrame) -> _Scored:
     """Class names (from the proba_<class> columns), true class indices and probabilities."""
-    columns = [column for column in frame.columns if column.startswith(_PROBA_PREFIX)]
-    classes = [column.removeprefix(_PROBA_PREFIX) for column in columns]
+    columns = [column for column in frame.columns if column.startswith(PROBA_PREFIX)]
+    classes = [column.removeprefix(PROBA_PREFIX) for column in columns]
     index = {name: i for i, name in enumerate(classes)}
-    unknown = sorted(set(frame["target"].astype(str)) - set(index))
+    unknown = sorted(set(frame[TARGET_COLUMN].astype(str)) - set(index))
     if unknown:
-        raise DataError(f"report: predictions hold target {unknown[0]!r} but no column {_PROBA_PREFIX}{unknown[0]}")
-    y = frame["target"].astype(str).map(index).to_numpy(np.int64)
+        raise DataError(f"report: predictions hold target {unknown[0]!r} but no column {proba_column(unknown[0])}")
+    y = frame[TARGET_COLUMN].astype(str).map(index).to_numpy(np.int64)
     return _Scored(classes, y, frame[columns].to_numpy(np.float64))
 
 
@@ -645,7 +658,7 @@ def _best_trial_section(sweep: Sweep) -> str:
     for split in ("test", "valid"):
         frame = sweep.predictions.get(split)
         if frame is None or frame.empty:
-            blocks.append(_note(f"No {split} predictions (predictions/{split}_probability.csv) on the parent run."))
+            blocks.append(_note(f"No {split} predictions ({probability_artifact(split)}) on the parent run."))
             continue
         data = scored(frame)
         blocks.append(f"<h3>{split} ({len(frame)} rows)</h3>")
@@ -750,12 +763,12 @@ def _strata_section(sweep: Sweep) -> str:
     title = "4. Test metrics per stratum value"
     test = sweep.predictions.get("test")
     if test is None or test.empty:
-        return _section(title, _note("No test predictions (predictions/test_probability.csv) on the parent run."))
+        return _section(title, _note(f"No test predictions ({probability_artifact('test')}) on the parent run."))
     # The target's own per-class view is the confusion matrix above.
     columns = [column for column in dict.fromkeys((*sweep.stratify, *sweep.balance)) if column != sweep.target]
     if not columns:
         return _section(title, _note("No stratify or balance column besides the target."))
-    if not np.isfinite(test.filter(like=_PROBA_PREFIX).to_numpy(np.float64)).all():
+    if not np.isfinite(test.filter(like=PROBA_PREFIX).to_numpy(np.float64)).all():
         return _section(title, _note("The test probabilities hold NaN or inf (a diverged model)."))
     blocks = []
     for column in columns:
@@ -822,8 +835,8 @@ def log_report(client: MlflowClient, parent_run_id: str, *, fallback: Path, out:
         built = build_report(client, parent_run_id, Path(directory))
         client.log_artifact(parent_run_id, str(built))
         logged = _local_artifacts(client.get_run(parent_run_id))
-        if out is None and logged is not None and (logged / REPORT_NAME).is_file():
-            return logged / REPORT_NAME
+        if out is None and logged is not None and (logged / REPORT_ARTIFACT).is_file():
+            return logged / REPORT_ARTIFACT
         path = out or fallback
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(built, path)
@@ -845,7 +858,7 @@ def log_sweep_report(client: MlflowClient, parent_run_id: str, tracking_uri: str
         return log_report(client, parent_run_id, fallback=fallback)
     except Exception as error:  # whatever broke, the trials' hours of results stay a success
         warnings.warn(
-            f"{REPORT_NAME} was not built: {first_line(error)}; "
+            f"{REPORT_ARTIFACT} was not built: {first_line(error)}; "
             f"rebuild it with: trial report {parent_run_id} --tracking-uri {tracking_uri}"
         )
         return None
@@ -867,7 +880,7 @@ def report_command(
         client,
         parent_id,
         fallback=Path.cwd() / f"report-{parent_id}.html",
-        out=Path(out_dir) / REPORT_NAME if out_dir is not None else None,
+        out=Path(out_dir) / REPORT_ARTIFACT if out_dir is not None else None,
     )
     return client.get_run(parent_id), path
 

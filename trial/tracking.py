@@ -21,11 +21,24 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from trial.config import SweepConfig
 from trial.errors import ConfigError, first_line
-from trial.tags import DEBUG_TAG, ERROR_TAG, PARENT_TAG, PRUNED_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG
+from trial.runs import (
+    CONFIG_ARTIFACT,
+    DEBUG_TAG,
+    ERROR_TAG,
+    PARENT_TAG,
+    PRUNED_TAG,
+    ROLE_TAG,
+    RUN_NAME_TAG,
+    STATUS_TAG,
+    TRIAL_ID_TAG,
+    WORKER_TAGS,
+    artifact_root,
+    is_server,
+    sqlite_database,
+)
 
 # Tune adds its own bookkeeping to every result; only the solver's metrics go to MLflow.
 _METRIC_PREFIXES = ("train/", "valid/")
-_WORKER_TAGS = ("seeds", "nodes")
 
 
 class Tracker:
@@ -40,13 +53,13 @@ class Tracker:
         self.common_tags = {DEBUG_TAG: "true"} if config.debug else {}
 
     def start_parent(self, extra_tags: Mapping[str, str] | None = None) -> str:
-        tags = {ROLE_TAG: "sweep", "mlflow.runName": self.config.name, **self.common_tags, **(extra_tags or {})}
+        tags = {ROLE_TAG: "sweep", RUN_NAME_TAG: self.config.name, **self.common_tags, **(extra_tags or {})}
         run = self.client.create_run(self.experiment_id, run_name=self.config.name, tags=tags)
         self.parent_id = run.info.run_id
         searched = set(self.config.search.space)
         params = {k: v for k, v in self.config.flat_params().items() if k not in searched}
         self.log_params(self.parent_id, params)
-        self.log_text(self.config.to_yaml(), "config.yaml")
+        self.log_text(self.config.to_yaml(), CONFIG_ARTIFACT)
         return self.parent_id
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
@@ -138,7 +151,7 @@ class TrialRunsCallback(Callback):
             PARENT_TAG: tracker.parent_id,
             ROLE_TAG: "trial",
             TRIAL_ID_TAG: trial.trial_id,
-            "mlflow.runName": trial.trial_id,
+            RUN_NAME_TAG: trial.trial_id,
             **tracker.common_tags,
         }
         run = tracker.client.create_run(tracker.experiment_id, run_name=trial.trial_id, tags=tags)
@@ -155,7 +168,7 @@ class TrialRunsCallback(Callback):
         if epoch <= self.last_epoch.get(trial.trial_id, 0):
             return
         if trial.trial_id not in self.last_epoch:
-            tags = [RunTag(key, str(result[key])) for key in _WORKER_TAGS if key in result]
+            tags = [RunTag(key, str(result[key])) for key in WORKER_TAGS if key in result]
             self.tracker.client.log_batch(run_id, tags=tags)
         self.last_epoch[trial.trial_id] = epoch
         metrics = {k: v for k, v in result.items() if k.startswith(_METRIC_PREFIXES)}
@@ -211,15 +224,15 @@ def _artifact_location(config: SweepConfig) -> str | None:
     """Artifacts of a sqlite store go to mlruns/ beside it, wherever the sweep runs from
     (a `ray job submit` runs in a temporary copy of the working directory)."""
     uri = config.tracking_uri
-    if not uri.startswith("sqlite:///"):
+    if sqlite_database(uri) is None:
         return None  # a tracking server decides
-    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+    return artifact_root(uri)
 
 
 def _probe_server(uri: str) -> None:
     """Fail in seconds on a tracking server that is not there: MLflow's own client
     retries with back-off for minutes before it gives up."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return
     try:
         urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).close()

@@ -10,8 +10,9 @@ given a sqlite store, writes them under `./mlruns` of the process that created t
 experiment, which for a sweep run with the default store is the folder holding
 `mlflow.db`. The server lists and downloads a run's artifacts from that URI whatever
 its flags, so existing runs are always browsable; `--default-artifact-root` and
-`--artifacts-destination` (the store's `mlruns` folder) only decide where experiments
-and proxied uploads created through the server go, and keep them beside the rest.
+`--artifacts-destination` (the store's `mlruns` folder, trial/runs.py's artifact_root)
+only decide where experiments and proxied uploads created through the server go, and
+keep them beside the rest.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 from trial.errors import UserError
+from trial.runs import artifact_root, file_store_path, is_file_store, is_remote, sqlite_database, sqlite_uri
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -40,10 +42,6 @@ STARTUP_TIMEOUT_S = 120.0
 """How long to wait for `GET /health`; mlflow server takes ~7 s on an idle 2-core machine."""
 STOP_TIMEOUT_S = 10.0
 """How long the server gets to exit after SIGTERM before it is killed."""
-
-# Both MLflow's remote stores and its hosted ones already are servers: nothing to start.
-_REMOTE_SCHEMES = ("http://", "https://", "databricks", "uc:", "databricks-uc")
-
 
 class ServerError(RuntimeError):
     """`mlflow server` exited or never answered `GET /health`; the message holds its output's tail."""
@@ -58,38 +56,23 @@ def store_uri(uri: str) -> str:
     A sqlite store that does not exist is an error rather than a new empty store:
     `trial ui` run in the wrong folder should say so, not show an empty UI.
     """
-    if uri.startswith(_REMOTE_SCHEMES):
+    if is_remote(uri):
         raise UserError(f"--tracking-uri: {uri} is already an MLflow server; open it in a browser instead")
-    if uri.startswith("sqlite:///"):
-        path_text, sep, query = uri.removeprefix("sqlite:///").partition("?")
-        path = Path(path_text).expanduser().resolve()
-        if not path.is_file():
+    database = sqlite_database(uri)
+    if database is not None:
+        if not database.is_file():
             raise UserError(
-                f"--tracking-uri: no MLflow store at {path}; run a sweep first, run `trial ui` in the folder "
+                f"--tracking-uri: no MLflow store at {database}; run a sweep first, run `trial ui` in the folder "
                 "holding mlflow.db, or pass --tracking-uri sqlite:////path/to/mlflow.db"
             )
-        return f"sqlite:///{path}{sep}{query}"
-    if "://" not in uri or uri.startswith("file://"):  # MLflow's file store: a folder
-        path = _file_store_path(uri)
+        _, sep, query = uri.partition("?")
+        return f"{sqlite_uri(database)}{sep}{query}"
+    if is_file_store(uri):  # MLflow's file store: a folder
+        path = file_store_path(uri)
         if not path.is_dir():
             raise UserError(f"--tracking-uri: no MLflow store folder at {path}")
         return path.as_uri()
     return uri  # another database (postgresql://, mysql://, ...): the server reports what it cannot open
-
-
-def artifact_root(uri: str) -> str:
-    """Where the store's runs keep their artifacts, as a file URI (see the module docstring).
-
-    sqlite: the `mlruns` folder beside the database (MLflow's client default when a
-    sweep runs from the store's folder); file store: the store folder itself; any
-    other database: `./mlruns`, again the client's default.
-    """
-    if uri.startswith("sqlite:///"):
-        database = Path(uri.removeprefix("sqlite:///").partition("?")[0]).expanduser().resolve()
-        return (database.parent / "mlruns").as_uri()
-    if "://" not in uri or uri.startswith("file://"):
-        return _file_store_path(uri).as_uri()
-    return (Path.cwd() / "mlruns").as_uri()
 
 
 def server_command(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> list[str]:
@@ -312,11 +295,3 @@ def serve(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, timeo
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _file_store_path(uri: str) -> Path:
-    if uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return Path(unquote(urlparse(uri).path)).resolve()
-    return Path(uri).expanduser().resolve()

@@ -32,10 +32,9 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import PROJECT_ROOT
 from trial.cli import main
 from trial.errors import UserError
-from trial.tags import PARENT_TAG, ROLE_TAG, TRIAL_ID_TAG
+from trial.runs import PARENT_TAG, ROLE_TAG, TRIAL_ID_TAG, artifact_root
 from trial.ui import (
     ServerError,
-    artifact_root,
     running_server,
     server_command,
     warn_if_exposed,

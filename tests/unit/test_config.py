@@ -519,7 +519,7 @@ def test_any_nni_key_makes_an_entry_nni_style(spec, expected):
     "path, value, expected",
     [
         ("search.scheduler.grace", 1, "search.scheduler.grace: unknown key; allowed here: type, grace_period, reduction_factor"),
-        ("tracking.url", "x", "tracking.url: unknown key; allowed here: uri, experiment"),
+        ("tracking.url", "x", "tracking.url: unknown key; allowed here: uri, experiment, register_as"),
         ("search.space.lr.low", "1e-4", "search.space.lr.low: expected a number, got the text '1e-4' (YAML reads 1e-3 as text: write 1.0e-3)"),
         ("search.algo", "grid", "search.algo: must be 'tpe' or 'random', got 'grid'"),
         ("seed", 2**32, "seed: must be less than 4294967296, got 4294967296 (int)"),

@@ -26,6 +26,7 @@ from trial.filecheck import (
     pack_features,
     resolve_paths,
 )
+from trial.runs import PREDICTION_OUTPUTS
 
 SHAPE = (3, 20)
 
@@ -207,7 +208,7 @@ def test_paths_that_cannot_be_stat_or_are_not_files(tmp_path):
 def test_the_reference_comes_from_data_files_only(tmp_path):
     # Prediction outputs are skipped, not data: even outnumbering the data files they set no
     # reference. A file off in both shape and dtype names both.
-    paths = make_files(tmp_path, ["good", "good"]) + [tmp_path / name for name in sorted(filecheck.PREDICTION_OUTPUTS)]
+    paths = make_files(tmp_path, ["good", "good"]) + [tmp_path / name for name in sorted(PREDICTION_OUTPUTS)]
     np.save(tmp_path / "odd.npy", np.zeros((2, 5)))
     result = check_files([*paths, tmp_path / "odd.npy"], cache_file=tmp_path / "cache.sqlite")
     assert (result.shape, result.dtype) == (SHAPE, "float32")
