@@ -1,5 +1,5 @@
 """The `trial` command: `trial run`, `trial manifest`, `trial report`, `trial import-nni`,
-`trial check-solver`, `trial ui`.
+`trial check-solver`, `trial predict`, `trial ui`.
 
 `python trial/run.py ARGS` is the same as `trial run ARGS`. A mistake in the user's
 input (a `UserError`) is one line on stderr and exit code 2, never a traceback.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -137,6 +138,47 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("solver", metavar="SOLVER", help="a built-in name, module.path:ClassName or path/to/file.py:ClassName")
     check.set_defaults(handler=_check_solver)
 
+    predict = commands.add_parser(
+        "predict",
+        help="score a labels CSV with a sweep's model; per-hospital metrics where it is labelled",
+        description="Score every row of a labels CSV with a sweep's model: its data files are found, checked and read "
+        "as a sweep reads them. Writes the rows with a probability per class and the predicted class. Where the CSV "
+        "has the target column it also prints the metrics overall and per value of each --by column (default: the "
+        "sweep's stratify columns, e.g. per hospital) and logs them on a new MLflow run (role prediction) in the "
+        "sweep's experiment: external validation. The output's path is the last line.",
+    )
+    predict.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a sweep's parent run id, runs:/ID/model, models:/NAME/VERSION or models:/NAME@alias",
+    )
+    predict.add_argument("--labels", type=Path, required=True, metavar="CSV", help="the rows to score; the target column may be absent")
+    predict.add_argument(
+        "-o", "--out", type=Path, default=None, help="output CSV (default: ./<CSV name>-predictions.csv)"
+    )
+    predict.add_argument(
+        "--tta",
+        type=_count(0),
+        default=0,
+        metavar="N",
+        help="average each row's probabilities over N passes through the solver's own augmentations, seeded "
+        "(default: 0, one plain pass)",
+    )
+    predict.add_argument("--batch-size", type=_count(1), default=256, metavar="B", help="rows per forward pass (default: 256)")
+    predict.add_argument(
+        "--by", action="append", default=None, metavar="COLUMN", help="break the metrics down by this column (repeatable)"
+    )
+    predict.add_argument("--seed", type=int, default=0, help="seed of the --tta augmentations (default: 0)")
+    predict.add_argument(
+        "--allow-outside-root", action="store_true", help="allow data paths that escape the CSV's folder"
+    )
+    predict.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store holding the model (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
+    )
+    predict.set_defaults(handler=_predict)
+
     ui = commands.add_parser(
         "ui",
         help="open the MLflow UI over the sweeps' store (mlflow server on 127.0.0.1)",
@@ -194,7 +236,7 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from trial.config import default_tracking_uri
+    from trial.runs import default_tracking_uri
     from trial.report import describe_parent, report_command
 
     parent, path = report_command(args.target, args.tracking_uri or default_tracking_uri(), args.out, debug=args.debug)
@@ -223,8 +265,46 @@ def _check_solver(args: argparse.Namespace) -> int:
     return EXIT_SWEEP_FAILED if failed else 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from trial.predict import describe_metrics, predict_csv
+    from trial.runs import default_tracking_uri
+
+    prediction = predict_csv(
+        args.model,
+        args.labels,
+        tracking_uri=args.tracking_uri or default_tracking_uri(),
+        out=args.out,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        by=args.by,
+        allow_outside_root=args.allow_outside_root,
+        seed=args.seed,
+    )
+    print(f"scored {prediction.rows} rows")
+    if prediction.metrics is not None:
+        print(describe_metrics(prediction.metrics))
+        print(f"logged on MLflow run {prediction.run_id}")
+    print(prediction.output)  # last: scripts read it
+    return 0
+
+
+def _count(least: int):  # noqa: ANN202 - an argparse type
+    """An argparse type: an integer >= least."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {least}, got {value}")
+        return value
+
+    return parse
+
+
 def _ui(args: argparse.Namespace) -> int:
-    from trial.config import default_tracking_uri
+    from trial.runs import default_tracking_uri
     from trial.ui import ServerError, serve
 
     try:
@@ -251,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import mlflow  # noqa: F401
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # Its progress bars for artifact transfers (logging and loading a model) would each
+    # be a screenful of carriage-return lines in a log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return args.handler(args)
     except UserError as error:

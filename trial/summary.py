@@ -18,7 +18,11 @@ def format_summary(config: SweepConfig, outcome: SweepOutcome) -> str:
     report = outcome.report_path or (
         f"not built (see the warning above); rebuild: trial report {outcome.parent_run_id} --tracking-uri {outcome.tracking_uri}"
     )
+    model = outcome.registered or outcome.model_uri
+    registered = f"  (registered: {outcome.registered})" if outcome.registered else ""
     lines += [
+        f"Model:         {outcome.model_uri}{registered}",
+        f"Predict:       trial predict {model} --labels LABELS.csv --tracking-uri {outcome.tracking_uri}",
         f"Report:        {report}",
         f"MLflow store:  {outcome.tracking_uri}  (experiment {config.experiment_name!r}, parent run {outcome.parent_run_id})",
         f"Open the UI:   trial ui --tracking-uri {outcome.tracking_uri}   (or: mlflow ui --backend-store-uri {outcome.tracking_uri})",

@@ -12,19 +12,32 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import numpy as np
+import pandas as pd
 import torch
 
 from trial import ray_backend
 from trial.config import SweepConfig
-from trial.data import SPLITS, PreparedData, open_split, prepare_data, probability_frame
+from trial.data import PreparedData, open_split, prepare_data, probability_frame
 from trial.errors import ConfigError, SweepInterrupted
 from trial.loop import TrialJob, load_trained_model, predict, read_weights, split_metrics
-from trial.plugins import shipped_modules
+from trial.model import ModelSpec, check_registry, reference, register_model, save_model
+from trial.plugins import load_reader, shipped_modules
 from trial.preflight import fit_debug_batch_size, preflight
-from trial.report import REPORT_NAME, log_sweep_report
-from trial.tags import BEST_TRIAL_TAG
+from trial.report import log_sweep_report
+from trial.runs import (
+    BEST_TAG,
+    BEST_TRIAL_TAG,
+    MANIFEST_DIR,
+    MANIFEST_HASH_TAG,
+    MODEL_DIR,
+    PREDICTIONS_DIR,
+    REPORT_ARTIFACT,
+    SPLITS,
+    probability_file,
+)
 from trial.tracking import Tracker, open_store
 
 SWEEP_FILE = "trial-sweep.json"
@@ -44,6 +57,10 @@ class SweepOutcome:
     n_pruned: int
     n_failed: int
     optuna_study: str
+    model_uri: str = ""
+    """The best model, an MLflow pyfunc model on the parent run: runs:/<parent run id>/model."""
+    registered: str | None = None
+    """models:/<tracking.register_as>/<version> when the sweep registered its model."""
     report_path: Path | None = None
     """Where a person opens report.html: the logged artifact where the artifact store is
     local files, else a copy in experiment_path; None where it could not be built."""
@@ -78,6 +95,8 @@ def run_sweep(
     # of a few seconds Tune warns about it every time, which buries the progress table.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     store = open_store(config)  # an unreachable tracking store fails here, first
+    if config.tracking.register_as:
+        check_registry(store[0], config.tracking.register_as)
     check_storage(config.storage_path)
     experiment_path = config.storage_path / config.name
     parent_id = _saved_parent_id(config, experiment_path) if resume else None
@@ -95,8 +114,8 @@ def run_sweep(
     ray_backend.check_cluster_fits(config, local=not (address or os.environ.get("RAY_ADDRESS")))
 
     if parent_id is None:
-        tracker.start_parent({"trial.manifest_hash": prepared.manifest_hash})
-        tracker.log_artifact(prepared.manifest_csv, "manifest")
+        tracker.start_parent({MANIFEST_HASH_TAG: prepared.manifest_hash})
+        tracker.log_artifact(prepared.manifest_csv, MANIFEST_DIR)
         _save_sweep(requested, experiment_path, tracker.parent_id)
     pruned: set[str] = set()
     callback = tracker.callback(pruned)
@@ -130,7 +149,7 @@ def run_sweep(
     # Once the parent has ended, so the report shows its final status (MLflow takes
     # artifacts on a finished run), and a report that fails leaves no run RUNNING.
     report_path = log_sweep_report(
-        tracker.client, outcome.parent_run_id, config.tracking_uri, Path(outcome.experiment_path) / REPORT_NAME
+        tracker.client, outcome.parent_run_id, config.tracking_uri, Path(outcome.experiment_path) / REPORT_ARTIFACT
     )
     return replace(outcome, report_path=report_path)
 
@@ -205,8 +224,8 @@ def _finish(
             split = open_split(prepared, split_name, frame)
             proba = predict(model, split, torch.device("cpu"), batch_size=job.params.batch_size)
             metrics[split_name] = split_metrics(split, proba, prefix=split_name)
-            probability_frame(prepared, split, proba).to_csv(Path(directory) / f"{split_name}_probability.csv", index=False)
-        tracker.log_artifact(Path(directory), "predictions")
+            probability_frame(prepared, split, proba).to_csv(Path(directory) / probability_file(split_name), index=False)
+        tracker.log_artifact(Path(directory), PREDICTIONS_DIR)
     valid, test = metrics["valid"], metrics["test"]
     tracker.log_params(tracker.parent_id, searched)
     tracker.client.set_tag(tracker.parent_id, BEST_TRIAL_TAG, trial_id)
@@ -214,7 +233,8 @@ def _finish(
     best_run = callback.run_ids.get(trial_id)
     if best_run is not None:
         tracker.log_metrics(best_run, test)
-        tracker.client.set_tag(best_run, "trial.best", "true")
+        tracker.client.set_tag(best_run, BEST_TAG, "true")
+    model_uri, registered = _log_model(config, tracker, job, best.state["best_model"], {**valid, **test})
     return SweepOutcome(
         parent_run_id=tracker.parent_id,
         best_trial_id=trial_id,
@@ -227,4 +247,50 @@ def _finish(
         n_pruned=len(callback.pruned_trials),
         n_failed=results.n_failed,
         optuna_study=optuna_study_name(config, callback),
+        model_uri=model_uri,
+        registered=registered,
     )
+
+
+def _log_model(
+    config: SweepConfig, tracker: Tracker, job: TrialJob, weights: Mapping[str, torch.Tensor], metrics: Mapping[str, float]
+) -> tuple[str, str | None]:
+    """The best model as an MLflow model on the parent run (and a registry version when
+    tracking.register_as is set): its URI, and the registered one."""
+    prepared = job.data
+    spec = ModelSpec(
+        solver=reference(job.solver),
+        params=job.params.model_dump(mode="json"),
+        input_shape=prepared.input_shape,
+        classes=prepared.classes,
+        target=prepared.target,
+        path_column=config.data.path_column,
+        reader=reference(load_reader(config.data.reader)) if config.data.reader else None,
+        features=prepared.features,
+        stratify=tuple(config.data.stratify or (prepared.target,)),
+        members=(),
+        sweep_run_id=tracker.parent_id,
+    )
+    with tempfile.TemporaryDirectory(prefix="trial-model-") as directory:
+        path = save_model(
+            Path(directory),
+            spec,
+            [weights],
+            example=_input_example(prepared),
+            code_paths=shipped_modules(config.code_references()),
+        )
+        tracker.log_artifact(path, MODEL_DIR)
+    uri = f"runs:/{tracker.parent_id}/{MODEL_DIR}"
+    name = config.tracking.register_as
+    if name is None:
+        return uri, None
+    tags = {key: f"{value:.6g}" for key, value in metrics.items()}
+    return uri, f"models:/{name}/{register_model(tracker.client, name, tracker.parent_id, tags)}"
+
+
+def _input_example(prepared: PreparedData) -> np.ndarray | pd.DataFrame:
+    """The first valid row as the model takes it: its array, or its feature columns."""
+    valid = open_split(prepared, "valid")
+    if prepared.features:
+        return valid.frame.loc[:0, list(prepared.features)].astype(np.float64)
+    return np.asarray(valid.x[valid.rows[:1]], dtype=np.float32)
