@@ -38,7 +38,7 @@ from trial.data import DATA_KIND_BY_DIMS
 from trial.errors import ConfigError, first_line
 from trial.loop import predict_proba
 from trial.plugins import load_augmentation, load_reader, load_solver
-from trial.runs import MODEL_DIR, SWEEP_RUN_TAG, proba_column
+from trial.runs import MODEL_DIR, SWEEP_RUN_TAG, proba_column, store_client
 from trial.solver import Solver
 
 SPEC_FILE = "trial-model.json"
@@ -257,19 +257,35 @@ def model_uri(model: str) -> str:
 def load_predictor(model: str, tracking_uri: str) -> tuple[Predictor, str]:
     """The Predictor of MODEL in the store at `tracking_uri`, and MODEL's URI."""
     uri = model_uri(model)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+        local = Path(_download(uri, tracking_uri))
     except (MlflowException, OSError) as error:
         raise ConfigError(f"MODEL: no model at {uri} in {tracking_uri}: {first_line(error)}") from None
-    if not (Path(local) / "MLmodel").is_file():
+    if not (local / "MLmodel").is_file():
         raise ConfigError(f"MODEL: {uri} in {tracking_uri} holds no MLflow model (no MLmodel file)")
-    loaded = mlflow.pyfunc.load_model(local)
-    python_model = loaded.unwrap_python_model()
+    python_model = mlflow.pyfunc.load_model(str(local)).unwrap_python_model()
     if not isinstance(python_model, TrialPyfunc):
         raise ConfigError(f"MODEL: {uri} is not a model trial saved")
     return python_model.predictor, uri
+
+
+def _download(uri: str, tracking_uri: str) -> str:
+    """A local copy of a runs:/ or models:/ URI's files, from the store at `tracking_uri`.
+
+    Resolved here rather than by MLflow's URI handling, which looks registry names up in the
+    process's global registry URI whatever store it is given.
+    """
+    client = store_client(tracking_uri)
+    if uri.startswith("runs:/"):
+        run_id, _, path = uri.removeprefix("runs:/").partition("/")
+        return client.download_artifacts(run_id, path)
+    name, alias_sep, rest = uri.removeprefix("models:/").partition("@")
+    if alias_sep:
+        version = client.get_model_version_by_alias(name, rest).version
+    else:
+        name, _, version = name.partition("/")
+    source = client.get_model_version_download_uri(name, str(version))
+    return mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
 
 
 def load_spec_reader(spec: ModelSpec) -> Any:

@@ -21,7 +21,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, Param
-from mlflow.tracking import MlflowClient
 
 from trial.errors import DataError, first_line
 from trial.filecheck import apply_bad_file_policy, check_files, check_files_with_reader, pack_arrays, pack_features, resolve_paths
@@ -34,6 +33,7 @@ from trial.runs import (
     PREDICTION_ARTIFACT,
     ROLE_TAG,
     RUN_NAME_TAG,
+    store_client,
 )
 
 GROUP_METRICS_ARTIFACT = "metrics_by_group.csv"
@@ -199,7 +199,7 @@ def _log_prediction_run(
     tracking_uri: str, uri: str, sweep_run_id: str, labels: Path, scored: pd.DataFrame, table: pd.DataFrame, *, tta: int, batch_size: int
 ) -> str:
     """A finished `prediction` run in the sweep's experiment: the metrics, the scored rows."""
-    client = MlflowClient(tracking_uri)
+    client = store_client(tracking_uri)
     experiment_id = client.get_run(sweep_run_id).info.experiment_id
     name = f"predict-{labels.stem}"
     tags = {ROLE_TAG: "prediction", MODEL_TAG: uri, MODEL_RUN_TAG: sweep_run_id, RUN_NAME_TAG: name}

@@ -9,6 +9,7 @@ TuneReportCallback (Ray 2.60, Train V2: `Tuner(trainer)` is gone). The conductor
 from __future__ import annotations
 
 import functools
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, Mapping
 
 import optuna
 import ray
+import torch
 from ray import tune
 from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
@@ -27,6 +29,7 @@ from trial.config import ScalingConfig, SweepConfig, max_epochs
 from trial.context import RayContext, load_state
 from trial.errors import ConfigError, SweepFailed
 from trial.loop import TrialJob, train_solver
+from trial.runs import metric_file_label
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,6 +92,35 @@ class FinishedTrialLines(Callback):
         )
 
 
+class BestWeightsFiles(Callback):
+    """Each trial that completes or is pruned leaves its best epoch's weights in its own
+    folder of Tune's experiment, as `<solver>-<trial id>-<metric>=<value>.pt`: a plain
+    state dict (`torch.load(path, weights_only=True)`, `solver.params.init_from`) that a
+    person finds by its name, without opening checkpoints. A failed trial leaves none."""
+
+    def __init__(self, solver: str, metric: str) -> None:
+        self.solver = solver
+        self.metric = metric
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.checkpoint is None and not trial.last_result.get("checkpoint_path"):
+            return  # ended before its first epoch's report
+        state = _load_checkpoint(trial.last_result, trial.checkpoint)
+        # The loop keeps best_score None while the metric is NaN in every epoch; its
+        # best_model is then the first epoch's, named by the same rule.
+        score = state["best_score"]
+        label = metric_file_label(self.metric, math.nan if score is None else score)
+        # trial.path is the trial's folder in the sweep's storage (trial.local_path is only
+        # a staging copy that Tune syncs there later), and the sweep's storage is a
+        # local or shared path (SweepConfig.storage_path).
+        path = Path(trial.path) / f"{self.solver}-{trial.trial_id}-{label}.pt"
+        try:
+            torch.save(state["best_model"], path)
+        except OSError as error:
+            # A full disk must not turn a finished trial into a failed one (Tune would).
+            warnings.warn(f"trial {trial.trial_id}: its best weights were not written to {path}: {error}")
+
+
 def build_scheduler(config: SweepConfig, pruned: set[str]) -> TrialScheduler:
     scheduler = config.search.scheduler
     if scheduler.type == "none":
@@ -114,7 +146,7 @@ def trial_driver(searched: dict[str, Any], *, job: TrialJob, scaling: ScalingCon
         train_solver(job, RayContext.for_tune(job.root_seed))
         return
 
-    from ray.train import FailureConfig, RunConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train import ScalingConfig as TrainScaling
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -131,6 +163,13 @@ def trial_driver(searched: dict[str, Any], *, job: TrialJob, scaling: ScalingCon
             name=tune.get_context().get_trial_id(),
             storage_path=storage,
             callbacks=[TuneReportCallback()],
+            # Ray keeps the num_to_keep best checkpoints by the score and, besides them,
+            # always the latest, even when it is worse (_save_state_and_delete_old_checkpoints
+            # in ray/train/v2/_internal/execution/checkpoint/checkpoint_manager.py): 1 keeps
+            # the best epoch's and the latest, which a restarted worker group resumes from.
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=job.metric, checkpoint_score_order=job.mode
+            ),
             failure_config=FailureConfig(max_failures=scaling.max_failures),
         ),
     )
@@ -243,7 +282,11 @@ def run_trials(
         run_config=tune.RunConfig(
             name=config.name,
             storage_path=storage,
-            callbacks=[callback, *([FinishedTrialLines(config.search.metric, pruned)] if verbose else [])],
+            callbacks=[
+                callback,
+                BestWeightsFiles(job.solver_name, config.search.metric),
+                *([FinishedTrialLines(config.search.metric, pruned)] if verbose else []),
+            ],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=trial_retries),
             verbose=verbose,
@@ -301,7 +344,8 @@ class TrialResults:
             )
         best = results.get_best_result(metric=config.search.metric, mode=config.metric_mode, scope="all")
         searched = {name: best.config[name] for name in config.search.space}
-        return BestTrial(trial_id=best.metrics["trial_id"], searched=searched, state=_load_checkpoint(best))
+        state = _load_checkpoint(best.metrics, best.checkpoint)
+        return BestTrial(trial_id=best.metrics["trial_id"], searched=searched, state=state)
 
 
 def _one_line(error: BaseException) -> str:
@@ -312,10 +356,13 @@ def _one_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _load_checkpoint(result: Any) -> Mapping[str, Any]:
-    # A worker group reports its checkpoint's path as a metric (TuneReportCallback).
-    path = result.metrics.get("checkpoint_path")
+def _load_checkpoint(metrics: Mapping[str, Any], checkpoint: Any) -> Mapping[str, Any]:
+    """A trial's last checkpoint, from its last metrics and Tune checkpoint: those of a
+    Result after the sweep, or of a Trial (`last_result`, `checkpoint`) as it ends."""
+    # A worker group reports its checkpoint's path as a metric (TuneReportCallback), and
+    # its Tune trial has no checkpoint of its own.
+    path = metrics.get("checkpoint_path")
     if path:
         return load_state(Path(path))
-    with result.checkpoint.as_directory() as directory:
+    with checkpoint.as_directory() as directory:
         return load_state(Path(directory))

@@ -61,6 +61,7 @@ from trial.runs import (
     proba_column,
     probability_artifact,
     probability_file,
+    store_client,
 )
 
 _STATES = {
@@ -874,7 +875,7 @@ def report_command(
     `out_dir`/report.html, else the logged file where the artifacts are local, else
     ./report-<run id>.html.
     """
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = store_client(tracking_uri)
     parent_id = resolve_target(client, target, tracking_uri, debug=debug)
     path = log_report(
         client,

@@ -17,6 +17,10 @@ from __future__ import annotations
 import os
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 # -- tags ------------------------------------------------------------------------------------
 
@@ -161,3 +165,11 @@ def artifact_root(uri: str) -> str:
     if is_file_store(uri):
         return file_store_path(uri).as_uri()
     return (Path.cwd() / "mlruns").as_uri()
+
+
+def store_client(uri: str) -> MlflowClient:
+    """The MLflow client of the store at `uri`, its Model Registry included: MLflow's own
+    default registry is the process's global tracking URI, which may be another store."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -35,6 +35,7 @@ from trial.runs import (
     artifact_root,
     is_server,
     sqlite_database,
+    store_client,
 )
 
 # Tune adds its own bookkeeping to every result; only the solver's metrics go to MLflow.
@@ -206,7 +207,7 @@ def open_store(config: SweepConfig) -> tuple[MlflowClient, str]:
     """The client and the (found or created) experiment; an unusable store is the user's tracking.uri."""
     _probe_server(config.tracking_uri)
     try:
-        client = MlflowClient(tracking_uri=config.tracking_uri)
+        client = store_client(config.tracking_uri)
         experiment = client.get_experiment_by_name(config.experiment_name)
         if experiment is None:
             return client, client.create_experiment(config.experiment_name, artifact_location=_artifact_location(config))

@@ -223,6 +223,32 @@ def test_each_trial_writes_tensorboard_event_files(sweep):
         assert list(trial_dir.glob("events.out.tfevents.*")), trial_dir
 
 
+def test_each_finished_trial_leaves_its_best_weights_named_by_its_metric(sweep):
+    import torch
+
+    from solvers.ecg_cnn1d import ECGCNN1d
+    from trial.context import load_state
+
+    workdir, _, client, parents, children = sweep
+    experiment = workdir / "trial_runs" / "e2e"
+    weights = {}
+    for child in children:
+        assert child.data.tags["trial.status"] in ("completed", "pruned")
+        trial_id = child.data.tags["trial.trial_id"]
+        best = max(m.value for m in client.get_metric_history(child.info.run_id, "valid/auroc"))
+        files = list((experiment / trial_id).glob("*.pt"))
+        assert [f.name for f in files] == [f"ecg_cnn1d-{trial_id}-valid_auroc={best:.4f}.pt"], files
+        weights[trial_id] = files[0]
+    # The best trial's file is a plain state dict of the model: its checkpoint's best epoch.
+    best_id = parents[0].data.tags["trial.best_trial_id"]
+    model = ECGCNN1d(ECGCNN1d.parse_params({"channels": 8})).build_model((3, 1000), 2)  # demo_ecg: 3 leads
+    model.load_state_dict(torch.load(weights[best_id], weights_only=True))
+    (checkpoint,) = (path for path in (experiment / best_id).glob("checkpoint_*") if path.is_dir())  # Tune keeps the last
+    best_model = load_state(checkpoint)["best_model"]
+    assert model.state_dict().keys() == best_model.keys()
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in best_model.items())
+
+
 def test_optuna_study_lives_beside_the_mlflow_store(sweep):
     import optuna
 

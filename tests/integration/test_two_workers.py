@@ -1,10 +1,13 @@
-"""A 2-worker trial runs as a real TorchTrainer worker group and records each rank's seed."""
+"""A 2-worker trial runs as a real TorchTrainer worker group, records each rank's seed,
+keeps only its latest and best checkpoints and leaves its best weights as a named file."""
 from __future__ import annotations
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from trial.config import resolve
+from trial.context import load_state
 from trial.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
@@ -13,7 +16,8 @@ pytestmark = pytest.mark.integration
 def test_two_worker_trial_records_distinct_rank_seeds(ray_cluster, tiny_config_data):
     raw = tiny_config_data
     raw["search"].update(num_samples=1, max_concurrent=1)
-    raw["solver"]["params"]["epochs"] = 1
+    # Three epochs: Ray would keep three checkpoint folders, where trial keeps at most two.
+    raw["solver"]["params"]["epochs"] = 3
     raw["scaling"] = {"num_workers": 2, "cpus_per_worker": 1}
     config = resolve(raw)
 
@@ -33,3 +37,20 @@ def test_two_worker_trial_records_distinct_rank_seeds(ray_cluster, tiny_config_d
     assert ranks == ["0", "1"]
     assert run.data.params["scaling.num_workers"] == "2"
     assert "valid/auroc" in run.data.metrics
+
+    # The TorchTrainer's own storage folder, RunConfig(name=<trial id>, storage_path=storage),
+    # keeps the latest checkpoint (to resume from) and the best one, never one per epoch.
+    trial_id = run.data.tags["trial.trial_id"]
+    # (checkpoint_manager_snapshot.json, the checkpoint manager's state, is no checkpoint)
+    checkpoints = [path for path in (config.storage_path / trial_id).glob("checkpoint_*") if path.is_dir()]
+    assert len(checkpoints) <= 2, checkpoints
+    history = MlflowClient(config.tracking_uri).get_metric_history(run.info.run_id, "valid/auroc")
+    assert [m.step for m in history] == [1, 2, 3]
+    best = max(m.value for m in history)
+    best_epoch = max(m.step for m in history if m.value == best)  # Ray ranks a tie's later epoch higher
+    assert sorted(load_state(path)["epoch"] for path in checkpoints) == sorted({best_epoch, 3})
+    # Its best weights, found through the checkpoint_path metric, beside Tune's trial files.
+    (weights,) = (config.storage_path / config.name / trial_id).glob("*.pt")
+    assert weights.name == f"ecg_cnn1d-{trial_id}-valid_auroc={best:.4f}.pt"
+    model = config.solver.cls(config.solver.params).build_model((3, 1000), 2)  # demo_ecg: 3 leads, 2 classes
+    model.load_state_dict(torch.load(weights, weights_only=True))

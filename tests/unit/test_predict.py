@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
+
 
 from solvers.ecg_cnn1d import ECGCNN1d
 from trial.cli import main
 from trial.errors import ConfigError
 from trial.model import ModelSpec, Predictor, reference, register_model, save_model
 from trial.predict import metric_key
-from trial.runs import MODEL_DIR, MODEL_TAG, ROLE_TAG
+from trial.runs import MODEL_DIR, MODEL_TAG, ROLE_TAG, store_client
 
 SHAPE = (2, 64)
 HOSPITALS = ("northgate", "riverside", "westbrook")
@@ -57,7 +57,7 @@ def store(tmp_path_factory) -> dict:
     """A sqlite store with one 'sweep' whose model is registered as `ecg`, and a data folder."""
     root = tmp_path_factory.mktemp("predict")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = store_client(uri)
     experiment = client.create_experiment("sweeps", artifact_location=(root / "mlruns").as_uri())
     run_id = client.create_run(experiment).info.run_id
     params = ECGCNN1d.parse_params({"channels": 4, "augment": ["noise", "scaling"]})
@@ -90,7 +90,7 @@ def predict(store: dict, capsys, *args: str) -> tuple[int, list[str], list[str]]
 
 
 def _runs(store: dict, role: str) -> list:
-    client = MlflowClient(store["uri"])
+    client = store_client(store["uri"])
     experiments = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(experiments, filter_string=f"tags.`{ROLE_TAG}` = '{role}'")
 
@@ -116,8 +116,8 @@ def test_an_unlabelled_csv_is_scored_row_by_row(store: dict, capsys, tmp_path: P
 
 def test_a_labelled_csv_gets_metrics_per_hospital_on_a_prediction_run(store: dict, capsys, tmp_path: Path) -> None:
     labels = store["data"] / "labels.csv"
-    code, lines, _ = predict(store, capsys, "models:/ecg/1", "--labels", str(labels), "-o", str(tmp_path / "p.csv"))
-    assert code == 0
+    code, lines, err = predict(store, capsys, "models:/ecg/1", "--labels", str(labels), "-o", str(tmp_path / "p.csv"))
+    assert code == 0, err
     groups = [line.split()[0] for line in lines if line.startswith(("all", "hos="))]
     assert groups == ["all", *(f"hos={h}" for h in HOSPITALS)]
     run = next(run for run in _runs(store, "prediction") if run.data.params["labels"] == str(labels))
@@ -129,12 +129,12 @@ def test_a_labelled_csv_gets_metrics_per_hospital_on_a_prediction_run(store: dic
         accuracy = float((rows["predicted"] == rows["label"]).mean())
         assert run.data.metrics[f"hos/{hospital}/accuracy"] == pytest.approx(accuracy)
     assert run.data.metrics["accuracy"] == pytest.approx(float((scored["predicted"] == scored["label"]).mean()))
-    artifacts = {item.path for item in MlflowClient(store["uri"]).list_artifacts(run.info.run_id)}
+    artifacts = {item.path for item in store_client(store["uri"]).list_artifacts(run.info.run_id)}
     assert artifacts == {"predictions.csv", "metrics_by_group.csv"}
 
 
 def test_every_form_of_model_reference_scores_alike(store: dict, capsys, tmp_path: Path) -> None:
-    MlflowClient(store["uri"]).set_registered_model_alias("ecg", "champion", "1")
+    store_client(store["uri"]).set_registered_model_alias("ecg", "champion", "1")
     labels = str(store["data"] / "unlabelled.csv")
     outputs = []
     for form in (store["run_id"], f"runs:/{store['run_id']}/model", "models:/ecg/1", "models:/ecg@champion"):
