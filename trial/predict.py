@@ -31,6 +31,7 @@ from trial.runs import (
     MODEL_TAG,
     PREDICTED_COLUMN,
     PREDICTION_ARTIFACT,
+    PREDICTION_ROLE,
     ROLE_TAG,
     RUN_NAME_TAG,
     store_client,
@@ -202,7 +203,7 @@ def _log_prediction_run(
     client = store_client(tracking_uri)
     experiment_id = client.get_run(sweep_run_id).info.experiment_id
     name = f"predict-{labels.stem}"
-    tags = {ROLE_TAG: "prediction", MODEL_TAG: uri, MODEL_RUN_TAG: sweep_run_id, RUN_NAME_TAG: name}
+    tags = {ROLE_TAG: PREDICTION_ROLE, MODEL_TAG: uri, MODEL_RUN_TAG: sweep_run_id, RUN_NAME_TAG: name}
     run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     try:
         params = {"labels": str(labels), "tta": tta, "batch_size": batch_size, "rows": len(scored)}

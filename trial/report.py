@@ -56,8 +56,10 @@ from trial.runs import (
     ROLE_TAG,
     SPLITS,
     STATUS_TAG,
+    SWEEP_ROLE,
     TARGET_COLUMN,
     TRIAL_ID_TAG,
+    TRIAL_ROLE,
     proba_column,
     probability_artifact,
     probability_file,
@@ -172,9 +174,9 @@ def _read_space(raw: Mapping[str, Any], run_id: str) -> dict[str, Distribution]:
 
 def _check_sweep_run(run: Run) -> None:
     role = run.data.tags.get(ROLE_TAG)
-    if role == "sweep":
+    if role == SWEEP_ROLE:
         return
-    if role == "trial" and PARENT_TAG in run.data.tags:
+    if role == TRIAL_ROLE and PARENT_TAG in run.data.tags:
         raise ConfigError(
             f"report: run {run.info.run_id} is a trial's run; its sweep is run {run.data.tags[PARENT_TAG]}"
         )

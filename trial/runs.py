@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 # -- tags ------------------------------------------------------------------------------------
 
 ROLE_TAG = "trial.role"
-"""What a run is: one of ROLES."""
-ROLES = ("sweep", "trial", "prediction")
+"""What a run is: SWEEP_ROLE, TRIAL_ROLE or PREDICTION_ROLE."""
+SWEEP_ROLE, TRIAL_ROLE, PREDICTION_ROLE = "sweep", "trial", "prediction"
 PARENT_TAG = "mlflow.parentRunId"
 """MLflow's own nesting tag: the UI shows a child under this run."""
 RUN_NAME_TAG = "mlflow.runName"

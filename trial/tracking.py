@@ -30,7 +30,9 @@ from trial.runs import (
     ROLE_TAG,
     RUN_NAME_TAG,
     STATUS_TAG,
+    SWEEP_ROLE,
     TRIAL_ID_TAG,
+    TRIAL_ROLE,
     WORKER_TAGS,
     artifact_root,
     is_server,
@@ -54,7 +56,7 @@ class Tracker:
         self.common_tags = {DEBUG_TAG: "true"} if config.debug else {}
 
     def start_parent(self, extra_tags: Mapping[str, str] | None = None) -> str:
-        tags = {ROLE_TAG: "sweep", RUN_NAME_TAG: self.config.name, **self.common_tags, **(extra_tags or {})}
+        tags = {ROLE_TAG: SWEEP_ROLE, RUN_NAME_TAG: self.config.name, **self.common_tags, **(extra_tags or {})}
         run = self.client.create_run(self.experiment_id, run_name=self.config.name, tags=tags)
         self.parent_id = run.info.run_id
         searched = set(self.config.search.space)
@@ -150,7 +152,7 @@ class TrialRunsCallback(Callback):
             return
         tags = {
             PARENT_TAG: tracker.parent_id,
-            ROLE_TAG: "trial",
+            ROLE_TAG: TRIAL_ROLE,
             TRIAL_ID_TAG: trial.trial_id,
             RUN_NAME_TAG: trial.trial_id,
             **tracker.common_tags,

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -82,6 +83,19 @@ def test_the_team_repository_sweeps_on_local_ray_as_its_readme_says(team_repo, t
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Sweep 'own-local': 2 trials" in result.stdout
     _assert_finished(f"sqlite:///{team_repo / 'mlflow.db'}", "own-local", 2)
+
+    # The logged model scores from another folder: its solver, reader and augmentation
+    # modules come from the MLflow model's own code/ folder (--tta runs the team's time_mask).
+    (parent,), _ = _sweep_runs(f"sqlite:///{team_repo / 'mlflow.db'}", "own-local")
+    scores = tmp_path / "scores.csv"
+    predicted = subprocess.run(
+        [TRIAL, "predict", parent.info.run_id, "--labels", str(team_repo / "data" / "labels.csv"), "--tta", "2",
+         "-o", str(scores), "--tracking-uri", f"sqlite:///{team_repo / 'mlflow.db'}"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert predicted.returncode == 0, predicted.stdout[-3000:] + predicted.stderr[-3000:]
+    assert predicted.stdout.splitlines()[-1] == str(scores)
+    assert len(pd.read_csv(scores)) == len(pd.read_csv(team_repo / "data" / "labels.csv"))
 
 
 def _file_referenced(team_repo: Path, tmp_path: Path, name: str) -> Path:
