@@ -20,6 +20,8 @@ def format_summary(config: SweepConfig, outcome: SweepOutcome) -> str:
     )
     model = outcome.registered or outcome.model_uri
     registered = f"  (registered: {outcome.registered})" if outcome.registered else ""
+    if config.debug and config.tracking.register_as:
+        registered = f"  (a debug sweep: not registered as {config.tracking.register_as!r})"
     lines += [
         f"Model:         {outcome.model_uri}{registered}",
         f"Predict:       trial predict {model} --labels LABELS.csv --tracking-uri {outcome.tracking_uri}",

@@ -282,7 +282,7 @@ def _log_model(
         tracker.log_artifact(path, MODEL_DIR)
     uri = f"runs:/{tracker.parent_id}/{MODEL_DIR}"
     name = config.tracking.register_as
-    if name is None:
+    if name is None or config.debug:  # a debug sweep's model, trained on 5% of the data, is no version of anything
         return uri, None
     tags = {key: f"{value:.6g}" for key, value in metrics.items()}
     return uri, f"models:/{name}/{register_model(tracker.client, name, tracker.parent_id, tags)}"

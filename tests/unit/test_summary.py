@@ -1,6 +1,7 @@
 """The summary printed after a sweep names where report.html opens."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from trial.config import load_config
@@ -37,3 +38,19 @@ def test_a_report_not_built_says_how_to_rebuild_it() -> None:
         "Report:        not built (see the warning above); rebuild: "
         "trial report 0123456789abcdef --tracking-uri sqlite:////runs/mlflow.db"
     ) in lines
+
+
+def test_the_summary_names_the_model_and_how_to_score_with_it() -> None:
+    outcome = replace(_outcome(None), model_uri="runs:/0123456789abcdef/model", registered="models:/ecg-mi/3")
+    lines = format_summary(load_config(), outcome).splitlines()
+    assert "Model:         runs:/0123456789abcdef/model  (registered: models:/ecg-mi/3)" in lines
+    assert (
+        "Predict:       trial predict models:/ecg-mi/3 --labels LABELS.csv --tracking-uri sqlite:////runs/mlflow.db"
+    ) in lines
+
+
+def test_a_debug_sweep_says_its_model_is_not_registered() -> None:
+    config = load_config(overrides=["debug=true", "tracking.register_as=ecg-mi"])
+    outcome = replace(_outcome(None), model_uri="runs:/0123456789abcdef/model")
+    lines = format_summary(config, outcome).splitlines()
+    assert "Model:         runs:/0123456789abcdef/model  (a debug sweep: not registered as 'ecg-mi')" in lines
