@@ -254,11 +254,13 @@ def model_uri(model: str) -> str:
     )
 
 
-def load_predictor(model: str, tracking_uri: str) -> tuple[Predictor, str]:
-    """The Predictor of MODEL in the store at `tracking_uri`, and MODEL's URI."""
+def load_predictor(model: str, tracking_uri: str, folder: Path) -> tuple[Predictor, str]:
+    """The Predictor of MODEL in the store at `tracking_uri`, and MODEL's URI. The model's
+    files are copied into `folder`, which must outlive the Predictor: a team's modules are
+    imported from the model's code/ there, some only when first used (its augmentations)."""
     uri = model_uri(model)
     try:
-        local = Path(_download(uri, tracking_uri))
+        local = Path(_download(uri, tracking_uri, folder))
     except (MlflowException, OSError) as error:
         raise ConfigError(f"MODEL: no model at {uri} in {tracking_uri}: {first_line(error)}") from None
     if not (local / "MLmodel").is_file():
@@ -269,23 +271,24 @@ def load_predictor(model: str, tracking_uri: str) -> tuple[Predictor, str]:
     return python_model.predictor, uri
 
 
-def _download(uri: str, tracking_uri: str) -> str:
+def _download(uri: str, tracking_uri: str, folder: Path) -> str:
     """A local copy of a runs:/ or models:/ URI's files, from the store at `tracking_uri`.
 
     Resolved here rather than by MLflow's URI handling, which looks registry names up in the
     process's global registry URI whatever store it is given.
     """
+    folder.mkdir(parents=True, exist_ok=True)
     client = store_client(tracking_uri)
     if uri.startswith("runs:/"):
         run_id, _, path = uri.removeprefix("runs:/").partition("/")
-        return client.download_artifacts(run_id, path)
+        return client.download_artifacts(run_id, path, str(folder))
     name, alias_sep, rest = uri.removeprefix("models:/").partition("@")
     if alias_sep:
         version = client.get_model_version_by_alias(name, rest).version
     else:
         name, _, version = name.partition("/")
     source = client.get_model_version_download_uri(name, str(version))
-    return mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
+    return mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri, dst_path=str(folder))
 
 
 def load_spec_reader(spec: ModelSpec) -> Any:

@@ -66,12 +66,11 @@ def predict_csv(
     labels = labels.expanduser().resolve()
     frame = _read_csv(labels)
     out = (out or Path(f"{labels.stem}-predictions.csv")).expanduser().resolve()
-    predictor, uri = load_predictor(model, tracking_uri)
-    spec = predictor.spec
-    groups = _group_columns(frame, spec.stratify, spec.target, by)
-    y = _targets(frame, spec.target, spec.classes, labels) if spec.target in frame.columns else None
-
     with tempfile.TemporaryDirectory(prefix="trial-predict-") as scratch:
+        predictor, uri = load_predictor(model, tracking_uri, Path(scratch) / "model")
+        spec = predictor.spec
+        groups = _group_columns(frame, spec.stratify, spec.target, by)
+        y = _targets(frame, spec.target, spec.classes, labels) if spec.target in frame.columns else None
         x = np.load(_packed_inputs(frame, predictor, labels, Path(scratch), allow_outside_root), mmap_mode="r")
         proba = predictor.predict_proba(x, batch_size=batch_size, tta=tta, seed=seed)
 
