@@ -43,3 +43,16 @@ def tiny_config_data(tmp_path: Path) -> dict:
         },
         "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "tiny"},
     }
+
+
+@pytest.fixture
+def global_tracking_uri():
+    """`mlflow.set_tracking_uri` for one test: MLflow also exports the URI as
+    MLFLOW_TRACKING_URI, which every later test's default store would otherwise read."""
+    import os
+
+    import mlflow
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    yield mlflow.set_tracking_uri
+    mlflow.set_tracking_uri(saved)  # None unsets it again

@@ -86,7 +86,7 @@ def _test_split_csv(sweep: dict, name: str, *, labelled: bool = True) -> Path:
     return path
 
 
-def test_the_sweep_logs_and_registers_its_best_model(ecg_sweep: dict) -> None:
+def test_the_sweep_logs_and_registers_its_best_model(ecg_sweep: dict, global_tracking_uri) -> None:
     client, parent = ecg_sweep["client"], ecg_sweep["parent"]
     run_id = parent.info.run_id
     logged = {item.path for item in client.list_artifacts(run_id, MODEL_DIR)}
@@ -95,7 +95,7 @@ def test_the_sweep_logs_and_registers_its_best_model(ecg_sweep: dict) -> None:
     assert str(version.version) == "1" and version.run_id == run_id
     assert version.tags[SWEEP_RUN_TAG] == run_id
     assert float(version.tags["test/auroc"]) == pytest.approx(parent.data.metrics["test/auroc"], abs=1e-5)
-    mlflow.set_tracking_uri(ecg_sweep["uri"])
+    global_tracking_uri(ecg_sweep["uri"])
     info = mlflow.models.get_model_info("models:/ecg-mi/1")
     assert info.signature.inputs.to_dict()[0]["tensor-spec"] == {"dtype": "float32", "shape": (-1, 3, 1000)}
     assert info.signature.outputs.input_names() == ["proba_0", "proba_1"]
@@ -144,7 +144,9 @@ def test_the_rest_server_answers_as_trial_predict(ecg_sweep: dict, capsys) -> No
     np.testing.assert_allclose(answer.to_numpy(), scored[["proba_0", "proba_1"]].to_numpy(), atol=1e-6)
 
 
-def test_a_tracking_server_registers_and_serves_a_tabular_model(ray_cluster, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_a_tracking_server_registers_and_serves_a_tabular_model(
+    ray_cluster, tmp_path: Path, capsys, monkeypatch, global_tracking_uri
+) -> None:
     # A team's server: runs' artifacts are uploaded through it (mlflow-artifacts:), not written as local files.
     command = ["server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "served")]
     with _mlflow(command, tmp_path) as url:
@@ -170,7 +172,7 @@ def test_a_tracking_server_registers_and_serves_a_tabular_model(ray_cluster, tmp
         assert main(["predict", "models:/cancer/1", "--labels", str(labels), "-o", str(tmp_path / "s.csv"), "--tracking-uri", url]) == 0
         assert "logged on MLflow run" in capsys.readouterr().out
         scored = pd.read_csv(tmp_path / "s.csv")
-        mlflow.set_tracking_uri(url)
+        global_tracking_uri(url)
         model = mlflow.pyfunc.load_model("models:/cancer/1")
         features = [name for name in model.metadata.get_input_schema().input_names()]
         answer = model.predict(pd.read_csv(labels)[features].head(20))

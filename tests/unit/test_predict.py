@@ -145,11 +145,11 @@ def test_every_form_of_model_reference_scores_alike(store: dict, capsys, tmp_pat
         pd.testing.assert_frame_equal(outputs[0], other)
 
 
-def test_pyfunc_load_model_scores_as_trial_predict(store: dict, capsys, tmp_path: Path) -> None:
+def test_pyfunc_load_model_scores_as_trial_predict(store: dict, capsys, tmp_path: Path, global_tracking_uri) -> None:
     out = tmp_path / "p.csv"
     assert predict(store, capsys, "models:/ecg/1", "--labels", str(store["data"] / "unlabelled.csv"), "-o", str(out))[0] == 0
     scored = pd.read_csv(out)
-    mlflow.set_tracking_uri(store["uri"])
+    global_tracking_uri(store["uri"])
     model = mlflow.pyfunc.load_model("models:/ecg/1")
     x = np.stack([np.load(store["data"] / path) for path in scored["path"]])
     answer = model.predict(x)
