@@ -181,7 +181,8 @@ def save_model(
     example: np.ndarray | pd.DataFrame,
     code_paths: Sequence[str] = (),
 ) -> Path:
-    """Write the MLflow model into `directory/model` and return that folder."""
+    """Write the MLflow model into `directory/model` and return that folder; `spec.members`
+    is set here, to the weights files written for `members`."""
     package = directory / PACKAGE_ARTIFACT
     package.mkdir(parents=True)
     names = tuple(f"member-{index}.pt" for index in range(len(members)))
