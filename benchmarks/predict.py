@@ -74,6 +74,17 @@ RATIO_TARGET = 0.9
 MIN_REPEATS = 3
 VARIANTS = {"a": "trial predict", "b": "pyfunc model", "c": "plain torch loop"}
 
+# (b) and (c) read the CSV's recordings into one float32 array x, as a user would.
+READ_RECORDINGS = """
+frame = pd.read_csv(labels)
+root = os.path.dirname(labels)
+paths = [os.path.join(root, p) for p in frame["path"]]
+first = np.load(paths[0])
+x = np.empty((len(paths), *first.shape), np.float32)
+for i, path in enumerate(paths):
+    x[i] = np.load(path)
+"""
+
 # (b): what a user writes to score arrays with the MLflow model. argv: CSV OUT MODEL_URI
 PYFUNC_SCRIPT = """
 import os, sys
@@ -82,13 +93,7 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 import mlflow
 labels, out, uri = sys.argv[1:4]
 model = mlflow.pyfunc.load_model(uri)
-frame = pd.read_csv(labels)
-root = os.path.dirname(labels)
-paths = [os.path.join(root, p) for p in frame["path"]]
-first = np.load(paths[0])
-x = np.empty((len(paths), *first.shape), np.float32)
-for i, path in enumerate(paths):
-    x[i] = np.load(path)
+""" + READ_RECORDINGS + """
 model.predict(x).to_csv(out, index=False)
 """
 
@@ -100,13 +105,7 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 from solvers.ecg_cnn1d import ECGCNN1d
 labels, out, weights, params, columns, batch_size = sys.argv[1:7]
 columns, batch_size = json.loads(columns), int(batch_size)
-frame = pd.read_csv(labels)
-root = os.path.dirname(labels)
-paths = [os.path.join(root, p) for p in frame["path"]]
-first = np.load(paths[0])
-x = np.empty((len(paths), *first.shape), np.float32)
-for i, path in enumerate(paths):
-    x[i] = np.load(path)
+""" + READ_RECORDINGS + """
 model = ECGCNN1d(ECGCNN1d.parse_params(json.loads(params))).build_model(first.shape, len(columns))
 model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
 model.eval()

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.team_data import team_data
 from trial.cli import main
 
 
@@ -21,14 +22,12 @@ from trial.cli import main
 def user_data(tmp_path: Path) -> Path:
     """A team's data folder: labels.csv + one .npy per recording, 2 leads x 64 samples."""
     folder = tmp_path / "ecg"
-    (folder / "records").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for index in range(120):
-        path = f"records/{index:04d}.npy"
-        np.save(folder / path, rng.normal(size=(2, 64)).astype(np.float32))
-        rows.append({"path": path, "label": int(index % 4 == 0), "hos": f"h{index % 3}", "patient_id": index // 2})
-    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
+    team_data(
+        folder,
+        rows=120,
+        shape=(2, 64),
+        columns=lambda index: {"label": int(index % 4 == 0), "hos": f"h{index % 3}", "patient_id": index // 2},
+    )
     return folder
 
 

@@ -23,6 +23,7 @@ from trial.errors import ConfigError
 from trial.model import ModelSpec, Predictor, reference, register_model, save_model
 from trial.predict import metric_key
 from trial.runs import MODEL_DIR, MODEL_TAG, ROLE_TAG, store_client
+from tests.team_data import team_data
 
 SHAPE = (2, 64)
 HOSPITALS = ("northgate", "riverside", "westbrook")
@@ -68,15 +69,13 @@ def store(tmp_path_factory) -> dict:
     register_model(client, "ecg", run_id, {"test/auroc": "0.5"})
 
     data = root / "data"
-    (data / "records").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for index in range(60):
-        path = f"records/{index:03d}.npy"
-        np.save(data / path, rng.normal(size=SHAPE).astype(np.float32))
-        rows.append({"path": path, "label": index % 2, "hos": HOSPITALS[index % 3], "age": 40 + index})
-    pd.DataFrame(rows).to_csv(data / "labels.csv", index=False)
-    pd.DataFrame(rows).drop(columns=["label"]).to_csv(data / "unlabelled.csv", index=False)
+    labels = team_data(
+        data,
+        rows=60,
+        shape=SHAPE,
+        columns=lambda index: {"label": index % 2, "hos": HOSPITALS[index % 3], "age": 40 + index},
+    )
+    pd.read_csv(labels).drop(columns=["label"]).to_csv(data / "unlabelled.csv", index=False)
     return {"root": root, "uri": uri, "run_id": run_id, "data": data, "params": params}
 
 
@@ -235,7 +234,7 @@ def test_bad_input_is_one_line_and_exit_2(store: dict, capsys, tmp_path: Path, c
     elif case == "outside root":
         labels = str(_write_csv(data, "outside.csv", [{"path": "../elsewhere.npy", "hos": "x"}]))
     elif case == "unknown class":
-        labels = str(_write_csv(data, "seven.csv", [{"path": "records/000.npy", "label": 7, "hos": "x"}]))
+        labels = str(_write_csv(data, "seven.csv", [{"path": "records/0000.npy", "label": 7, "hos": "x"}]))
     elif case == "unknown run":
         model = "f" * 32
     elif case == "not a model":
