@@ -5,9 +5,13 @@ tracking-store rule that trial writes (tracking.py, sweep.py) and reads (report.
   parent run (role sweep)      config.yaml, manifest/manifest-<hash>.csv,
                                predictions/<split>_probability.csv, report.html, model/;
                                tags trial.best_trial_id, trial.manifest_hash;
-                               metrics valid/<m> and test/<m> of the best trial
+                               metrics valid/<m> and test/<m> of the best trial;
+                               an ensemble (search.cv, search.repeats) also has tag
+                               trial.members, metrics test/<member>/<m> and test/vote/<m>,
+                               predictions/members/<member>/test_probability.csv
   child run (role trial)       one per Tune trial, nested under the parent (mlflow.parentRunId);
-                               metrics train/loss and valid/<m> per epoch; tags trial.trial_id,
+                               metrics train/loss and valid/<m> per epoch (an ensemble: the
+                               mean over members, valid/<m>_std, <member>/valid/<m>); tags trial.trial_id,
                                trial.status, seeds, nodes; the best one tagged trial.best
   prediction run (role         one per labelled `trial predict`; tag trial.model names the model
   prediction)                  scored; metrics <m> and <column>=<value>/<m>; predictions.csv
@@ -43,7 +47,7 @@ ERROR_TAG = "trial.error"
 DEBUG_TAG = "debug"
 """`true` on the parent and child runs of a debug sweep (`trial run --debug`)."""
 SEEDS_TAG = "seeds"
-"""rank:seed of each worker of a trial."""
+"""rank:seed of each worker of a trial; member:seed of each member of an ensemble trial."""
 NODES_TAG = "nodes"
 """rank:node id of each worker of a trial."""
 WORKER_TAGS = (SEEDS_TAG, NODES_TAG)
@@ -53,6 +57,8 @@ MODEL_RUN_TAG = "trial.model_run_id"
 """On a prediction run: the sweep's parent run the model came from."""
 SWEEP_RUN_TAG = "trial.parent_run_id"
 """On a registered model version: the sweep's parent run."""
+MEMBERS_TAG = "trial.members"
+"""On the parent run of an ensemble sweep: its members' labels in order, comma-separated."""
 
 # -- splits and artifacts --------------------------------------------------------------------
 
@@ -63,6 +69,10 @@ PREDICTIONS_DIR = "predictions"
 MODEL_DIR = "model"
 """The sweep's best model, an MLflow pyfunc model: `runs:/<parent run id>/model`."""
 REPORT_ARTIFACT = "report.html"
+MEMBERS_DIR = "members"
+"""predictions/members/<member>/<split>_probability.csv: one ensemble member's predictions."""
+VOTE = "vote"
+"""test/vote/<m>: an ensemble's majority vote (accuracy, f1_macro), beside its mean probability."""
 PREDICTION_ARTIFACT = "predictions.csv"
 """On a prediction run: every scored row."""
 
@@ -75,6 +85,18 @@ def probability_file(split: str) -> str:
 def probability_artifact(split: str) -> str:
     """Where one split's predictions are on the parent run."""
     return f"{PREDICTIONS_DIR}/{probability_file(split)}"
+
+
+def member_label(fold: int | None, repeat: int | None) -> str:
+    """An ensemble member's name: `fold<k>` (search.cv), `seed<r>` (search.repeats), or
+    `fold<k>-seed<r>` (both); it prefixes the member's metrics and names its files."""
+    parts = ([f"fold{fold}"] if fold is not None else []) + ([f"seed{repeat}"] if repeat is not None else [])
+    return "-".join(parts)
+
+
+def member_probability_artifact(member: str, split: str) -> str:
+    """Where one ensemble member's predictions of a split are on the parent run."""
+    return f"{PREDICTIONS_DIR}/{MEMBERS_DIR}/{member}/{probability_file(split)}"
 
 
 PREDICTION_OUTPUTS = frozenset(probability_file(split) for split in SPLITS)
