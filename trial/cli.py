@@ -225,13 +225,19 @@ def _resume_command(run_argv: Sequence[str]) -> str:
 
 def _manifest(args: argparse.Namespace) -> int:
     from trial.config import load_config
-    from trial.data import prepare_data
-    from trial.manifest import describe_manifest
+    from trial.data import apply_filter, prepare_data, read_labels
+    from trial.manifest import describe_filter, describe_manifest
 
     config = load_config(args.config, args.overrides)
+    data = config.data
     prepared = prepare_data(config)
     print(prepared.manifest_csv)
-    print(describe_manifest(prepared.frame(), stratify=config.data.stratify, group=config.data.group))
+    if data.filter is not None:
+        # The labels again, as prepare_data read them: it keeps only what the filter kept.
+        labels = read_labels(data)[1]
+        kept = apply_filter(labels, data.filter, target=data.target, classes=data.classes)
+        print(describe_filter(labels, kept, query=data.filter, columns=[data.target, *data.stratify]))
+    print(describe_manifest(prepared.frame(), stratify=data.stratify, group=data.group))
     return 0
 
 

@@ -119,7 +119,8 @@ class Manifest:
     frame: pd.DataFrame
     """Its content: a copy of the labels (same row order) plus `split` (and `fold`)."""
     content_hash: str
-    """sha256 over the labels' content, the split settings, the seed and the format version."""
+    """sha256 over the labels' content, the split settings, the seed, the format version and
+    the data.filter query (when one is set)."""
     reused: bool
     """True when a cached manifest with the same hash was read instead of built."""
 
@@ -184,12 +185,16 @@ def build_or_load_manifest(
     split: SplitSpec,
     seed: int,
     cache_dir: Path,
+    row_filter: str | None = None,
 ) -> Manifest:
     """Reuse the cached manifest for these labels and settings, or build and cache it.
 
+    `row_filter` is the data.filter query that `labels` were filtered with (None: none).
+
     The cache key is a sha256 over the settings (FORMAT_VERSION, target, stratify, group,
-    split, seed) as JSON with sorted keys, a NUL byte, and the labels as canonical CSV
-    bytes (no index, "\\n" line ends), so it is the same on every machine. Files:
+    split, seed, and `filter` only when a row_filter is given) as JSON with sorted keys, a
+    NUL byte, and the labels as canonical CSV bytes (no index, "\\n" line ends), so it is
+    the same on every machine. Files:
     `cache_dir/manifest-<hash[:16]>.csv` and its JSON sidecar `manifest-<hash[:16]>.json`
     (full hash and inputs). Both are written atomically, the sidecar last: a manifest
     counts as cached only once its sidecar exists with the matching hash, so a crash
@@ -204,6 +209,10 @@ def build_or_load_manifest(
         "split": split.hash_fields(),
         "seed": seed,
     }
+    # Only when given: without a filter the key stays what it was before filters existed,
+    # so the manifests cached then are still found.
+    if row_filter is not None:
+        settings["filter"] = row_filter
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=_plain).encode())
     digest.update(b"\0")
     digest.update(labels.to_csv(index=False, lineterminator="\n").encode())
@@ -262,6 +271,23 @@ def describe_manifest(frame: pd.DataFrame, *, stratify: Sequence[str], group: st
         if "fold" in frame.columns:
             fold_spread = frame[frame["fold"] >= 0].groupby(group, sort=False)["fold"].nunique()
             lines.append(f"  groups in more than one fold: {int((fold_spread > 1).sum())}")
+    return "\n".join(lines)
+
+
+def describe_filter(before: pd.DataFrame, after: pd.DataFrame, *, query: str, columns: Sequence[str]) -> str:
+    """What data.filter kept of the labels, for the `trial manifest` command: rows kept and
+    dropped overall and per value of each of `columns` (missing values counted as nan)."""
+    lines = [f"filter: {query}", f"  rows kept {len(after)}, dropped {len(before) - len(after)} of {len(before)}"]
+    names: list[str] = []
+    counts: list[tuple[int, int]] = []
+    for column in dict.fromkeys(columns):
+        total = before[column].value_counts(dropna=False).sort_index()
+        kept = after[column].value_counts(dropna=False).reindex(total.index, fill_value=0)
+        names += [f"{column}={value}" for value in total.index]
+        counts += [(int(k), int(t - k)) for k, t in zip(kept, total)]
+    width = max([len("column=value"), *map(len, names)])
+    lines.append(f"  {'column=value':<{width}}{'kept':>9}{'dropped':>9}")
+    lines += [f"  {name:<{width}}{k:>9}{d:>9}" for name, (k, d) in zip(names, counts)]
     return "\n".join(lines)
 
 
