@@ -31,6 +31,8 @@ DEBUG_SUBSAMPLE = 0.05
 DEBUG_MAX_EPOCHS = 2
 DEBUG_MAX_TRIALS = 2
 DEBUG_SUFFIX = "-debug"
+SEARCHED_SEED = "seed"
+"""A search space key that is no solver param: the trial's root seed."""
 """Appended to a debug sweep's name."""
 
 # Lists in YAML become tuples, so the frozen config is immutable all the way down.
@@ -69,6 +71,9 @@ class DataConfig(_Section):
     target: str = "label"
     classes: tuple[str | int, ...] | None = Field(None, strict=False, min_length=2)
     """The target values to expect; any other value in the labels CSV is an error."""
+    filter: str | None = None
+    """A pandas query over the labels CSV's columns (`DataFrame.query`), e.g. "hos != 'x'
+    and age >= 18": only the rows it keeps are checked, split and trained on."""
     stratify: StrTuple | None = None
     """Columns whose joint distribution every split keeps; default [target]."""
     group: str | None = None
@@ -90,6 +95,18 @@ class DataConfig(_Section):
         if (self.dataset is None) == (self.labels is None):
             raise ValueError("give exactly one of data.dataset or data.labels")
         return self
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_not_blank(cls, value: str | None) -> str | None:
+        # A blank query is most likely a value left out by mistake; pandas would refuse it
+        # only later, after the labels are read.
+        if value is not None and not value.strip():
+            raise ValueError(
+                f"expected a pandas query over the labels CSV's columns (e.g. \"age >= 18\"), got {value!r}; "
+                "leave data.filter out to keep every row"
+            )
+        return value
 
 
 class SolverConfig(_Section):
@@ -190,6 +207,18 @@ class SearchConfig(_Section):
     algo: Literal["tpe", "random"] = "tpe"
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     space: dict[str, Distribution] = Field(default_factory=dict, strict=False)
+    """Solver params to search, and `seed` (the trial's root seed) if it should be searched too."""
+    cv: bool = False
+    """Each trial trains every fold of the k-fold split (data.split: {folds: K}) and reports
+    the mean over folds; the best trial's fold models are the sweep's ensemble."""
+    repeats: int = Field(1, ge=1)
+    """Each trial trains its config with this many seeds (the root seed and derived ones)
+    and reports the mean; the best trial's seed models are the sweep's ensemble."""
+
+    @property
+    def ensemble(self) -> bool:
+        """Whether each trial trains several models (folds, seeds) and reports their mean."""
+        return self.cv or self.repeats > 1
 
 
 class ScalingConfig(_Section):
@@ -425,12 +454,18 @@ def resolve(raw: dict[str, Any]) -> SweepConfig:
             "e.g. lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}"
         )
     for key in config.search.space:
+        if key == SEARCHED_SEED:
+            continue
         if key not in known:
             raise ConfigError(
                 f"search.space.{key}: not a param of solver {config.solver.name!r}; its params: {', '.join(known)}"
             )
     for key, spec in config.search.space.items():
-        _check_space_values(solver_cls, params, key, spec)
+        if key == SEARCHED_SEED:
+            _check_searched_seed(spec)
+        else:
+            _check_space_values(solver_cls, params, key, spec)
+    _check_ensemble(config)
     if len(config.search.space) > 2:
         warnings.warn(
             f"search.space searches {len(config.search.space)} params; searching one or two "
@@ -522,6 +557,36 @@ def _fit_scheduler_to_epochs(search: SearchConfig, longest: int) -> SearchConfig
         stacklevel=2,
     )
     return search.model_copy(update={"scheduler": scheduler.model_copy(update={"grace_period": longest})})
+
+
+def _check_searched_seed(spec: Distribution) -> None:
+    """A searched root seed is a whole number a seed can be."""
+    whole = spec.type == "int" or (spec.type == "choice" and all(type(value) is int for value in spec.values))
+    if not whole or not all(0 <= int(value) < 2**32 for value in spec.extremes):
+        raise ConfigError(
+            f"search.space.{SEARCHED_SEED}: the trial's root seed takes whole numbers in [0, 2**32): "
+            "an int range or a choice of ints"
+        )
+
+
+def _check_ensemble(config: SweepConfig) -> None:
+    """search.cv and search.repeats train several models per trial, each in one process."""
+    search, split = config.search, config.data.split
+    if search.cv and not split.kfold:
+        raise ConfigError(
+            "search.cv: trains every fold of a k-fold split, and data.split is a hold-out split; "
+            "use e.g. data.split: {folds: 5, test: 0.15}"
+        )
+    if search.cv and "fold" in split.model_fields_set:
+        raise ConfigError(
+            f"data.split.fold: with search.cv every fold is trained (0..{split.folds - 1}); drop data.split.fold"
+        )
+    if search.ensemble and config.scaling.num_workers > 1:
+        key = "search.cv" if search.cv else "search.repeats"
+        raise ConfigError(
+            f"{key}: each fold or seed model trains in one process, and folds train side by side on "
+            f"free CPUs; use scaling.num_workers: 1 (got {config.scaling.num_workers})"
+        )
 
 
 def _check_space_values(solver_cls: type[Solver], params: SolverParams, key: str, spec: Distribution) -> None:

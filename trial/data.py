@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -17,10 +18,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from pandas.errors import UndefinedVariableError
 
 from trial.config import DataConfig, SweepConfig
 from trial.datasets import materialize
-from trial.errors import DataError, first_line
+from trial.errors import ConfigError, DataError, first_line
 from trial.filecheck import (
     apply_bad_file_policy,
     check_files,
@@ -107,13 +109,29 @@ def probability_frame(prepared: PreparedData, split: SplitData, proba: np.ndarra
     return frame
 
 
-def open_split(prepared: PreparedData, split: str, frame: pd.DataFrame | None = None) -> SplitData:
+def open_split(prepared: PreparedData, split: str, frame: pd.DataFrame | None = None, *, fold: int | None = None) -> SplitData:
+    """One split's rows of the packed array. `fold` (k-fold manifests, search.cv): that fold
+    is valid and the other folds train, whichever fold the manifest marks valid."""
     frame = prepared.frame() if frame is None else frame
+    return rows_of(prepared, frame, split_mask(frame, split, fold))
+
+
+def rows_of(prepared: PreparedData, frame: pd.DataFrame, mask: np.ndarray) -> SplitData:
+    """The manifest rows `mask` selects, as a SplitData (e.g. the rows an ensemble's folds
+    hold out between them)."""
     x = np.load(prepared.arrays, mmap_mode="r")
-    mask = (frame["split"] == split).to_numpy()
     rows = np.flatnonzero(mask)
     split_frame = frame.iloc[rows].reset_index(drop=True)
     return SplitData(x=x, rows=rows, y=prepared.labels(split_frame), frame=split_frame)
+
+
+def split_mask(frame: pd.DataFrame, split: str, fold: int | None = None) -> np.ndarray:
+    """Which manifest rows are in `split`: by its `split` column, or with `fold` by its `fold`
+    column (test rows have fold -1 and stay test)."""
+    if fold is None or split == "test":
+        return (frame["split"] == split).to_numpy()
+    folds = frame["fold"].to_numpy()
+    return folds == fold if split == "valid" else (folds >= 0) & (folds != fold)
 
 
 def prepare_data(config: SweepConfig) -> PreparedData:
@@ -126,8 +144,11 @@ def prepare_data(config: SweepConfig) -> PreparedData:
     data = config.data
     cache_dir = config.storage_path / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    labels_csv = _labels_csv(data)
-    labels = _read_labels(labels_csv, data)
+    labels_csv, labels = read_labels(data)
+    if data.filter is not None:
+        # First: rows it drops are neither checked nor packed, and the subsample and the
+        # splits are drawn from the rows it keeps.
+        labels = apply_filter(labels, data.filter, target=data.target, classes=data.classes)
 
     if data.path_column is not None:
         paths = resolve_paths(
@@ -156,6 +177,7 @@ def prepare_data(config: SweepConfig) -> PreparedData:
             split=data.split,
             seed=config.seed,
             cache_dir=cache_dir,
+            row_filter=data.filter,
         )
 
     def features_of(manifest: Manifest) -> Path:
@@ -201,6 +223,81 @@ def stratified_subsample(labels: pd.DataFrame, target: str, fraction: float, *, 
         count = min(len(rows), max(MIN_ROWS_PER_CLASS, round(fraction * len(rows))))
         keep.append(rng.choice(rows, size=count, replace=False))
     return np.sort(np.concatenate(keep))
+
+
+def read_labels(data: DataConfig) -> tuple[Path, pd.DataFrame]:
+    """The labels CSV (a built-in dataset's, written out first) and its rows, before data.filter."""
+    path = _labels_csv(data)
+    return path, _read_labels(path, data)
+
+
+# Text in quotes is a value and text in backticks a column name: '@' there is a plain character.
+_QUOTED = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`[^`]*`""")
+# How pandas' UndefinedVariableError names what it could not resolve.
+_UNDEFINED = re.compile(r"name '(.*)' is not defined")
+
+
+def apply_filter(
+    labels: pd.DataFrame, query: str, *, target: str, classes: Sequence[str | int] | None
+) -> pd.DataFrame:
+    """The rows of `labels` that the data.filter `query` keeps, in file order, indexed 0..n-1.
+
+    `query` is read as `DataFrame.query` reads it (backticks around column names with
+    spaces), except that a name is a column or an error, never a Python variable. Raises
+    ConfigError or DataError naming data.filter when the query does not parse, names an
+    unknown column, does not give true/false per row or fails to evaluate, or when it
+    keeps no row or no row of a target class (one in the labels or in `classes`).
+    """
+    if "@" in _QUOTED.sub("", query):
+        raise ConfigError(
+            f"data.filter: '@' refers to a Python variable and a filter has none; "
+            f"write the value in the query, got {query!r}"
+        )
+    try:
+        # Empty scopes: pandas would otherwise resolve a name that is not a column from
+        # this module's variables. eval, not query: query would take a non-boolean result
+        # (`age + 1`) as row labels to select.
+        mask = labels.eval(query, local_dict={}, global_dict={}, target=None)
+    except SyntaxError as error:
+        raise ConfigError(
+            f"data.filter: not a valid pandas query: {query!r} ({error.msg}); "
+            "put backticks around column names with spaces: `my column`"
+        ) from None
+    except UndefinedVariableError as error:
+        raise DataError(
+            f"data.filter: column {_undefined_name(error, query, labels.columns)!r} not found; "
+            f"columns: {', '.join(map(str, labels.columns))}"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - any failure to evaluate the user's own expression is the query's
+        raise DataError(f"data.filter: cannot evaluate {query!r}: {first_line(error)}") from None
+    if not (isinstance(mask, pd.Series) and pd.api.types.is_bool_dtype(mask)):
+        got = f"{mask.dtype} values" if isinstance(mask, pd.Series) else f"a single {type(mask).__name__}"
+        raise DataError(
+            f"data.filter: expected true or false per row (a comparison such as \"age >= 18\"), "
+            f"got {got} from {query!r}"
+        )
+    kept = labels[mask.to_numpy()].reset_index(drop=True)
+    if kept.empty:
+        raise DataError(f"data.filter: keeps none of the {len(labels)} rows, got {query!r}")
+    left = set(kept[target].dropna().tolist())
+    wanted = dict.fromkeys([*(classes or ()), *labels[target].dropna().drop_duplicates().tolist()])
+    gone = [value for value in wanted if value not in left]
+    if gone:
+        raise DataError(
+            f"data.filter: leaves no rows of class {', '.join(map(repr, gone))} ({target}), got {query!r}; "
+            "every class of the target needs rows to split and train on"
+        )
+    return kept
+
+
+def _undefined_name(error: UndefinedVariableError, query: str, columns: pd.Index) -> str:
+    """The column name the query used that pandas could not resolve. pandas names a
+    backticked one by a made-up identifier, so that one is found among the backticked names."""
+    match = _UNDEFINED.search(str(error))
+    name = match.group(1) if match else first_line(error)
+    if name in _QUOTED.sub("", query):
+        return name
+    return next((quoted for quoted in re.findall(r"`([^`]*)`", query) if quoted not in columns), name)
 
 
 def _labels_csv(data: DataConfig) -> Path:

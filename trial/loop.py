@@ -13,27 +13,51 @@ import contextlib
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from trial.augment import CUTMIX_KINDS, cutmix, mixup
+from trial.config import SEARCHED_SEED
 from trial.context import CHECKPOINT_FILE, SolverContext
 from trial.data import PreparedData, SplitData, open_split
 from trial.errors import ConfigError, first_line
 from trial.metrics import classification_metrics
 from trial.plugins import load_augmentation, solver_label
-from trial.runs import NODES_TAG, SEEDS_TAG
+from trial.runs import NODES_TAG, SEEDS_TAG, member_label
 from trial.sampler import BalancedBatchSampler, composite_keys
-from trial.seeding import seed_everything
+from trial.seeding import repeat_seed, seed_everything
 from trial.solver import Solver, SolverParams
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of an ensemble trial: the fold it validates on (search.cv) and its repeat
+    (search.repeats); None where the trial has no folds or no repeats."""
+
+    fold: int | None
+    repeat: int | None
+
+    @property
+    def label(self) -> str:
+        return member_label(self.fold, self.repeat)
+
+
+def ensemble_members(folds: int | None, repeats: int) -> tuple[Member, ...]:
+    """Every (fold, repeat) of a trial, folds outer: `folds` None trains the manifest's own
+    split; `repeats` 1 trains the root seed alone. A single model gives ()."""
+    fold_values: list[int | None] = list(range(folds)) if folds else [None]
+    repeat_values: list[int | None] = list(range(repeats)) if repeats > 1 else [None]
+    if fold_values == [None] and repeat_values == [None]:
+        return ()
+    return tuple(Member(fold, repeat) for fold in fold_values for repeat in repeat_values)
 
 
 @dataclass(frozen=True)
@@ -56,13 +80,24 @@ class TrialJob:
     use_gpu: bool = False
     trial_params: Mapping[str, Any] = field(default_factory=dict)
     pretrained: Mapping[str, torch.Tensor] | None = None
+    members: tuple[Member, ...] = ()
+    """An ensemble trial's models (search.cv, search.repeats); () trains one model."""
+    fold: int | None = None
+    """The fold this model validates on (the others train it); None: the manifest's split."""
 
     def with_trial_params(self, values: Mapping[str, Any]) -> TrialJob:
-        """This job with one trial's searched values validated into the solver's Params.
-        A searched `init_from` is read where the trial runs."""
-        params = self.solver.parse_params({**dict(self.params), **values})
+        """This job with one trial's searched values validated into the solver's Params
+        (a searched `seed` is the trial's root seed). A searched `init_from` is read where
+        the trial runs."""
+        solver_values = {key: value for key, value in values.items() if key != SEARCHED_SEED}
+        params = self.solver.parse_params({**dict(self.params), **solver_values})
         pretrained = self.pretrained if params.init_from == self.params.init_from else None
-        return replace(self, params=params, trial_params=dict(values), pretrained=pretrained)
+        root_seed = int(values.get(SEARCHED_SEED, self.root_seed))
+        return replace(self, params=params, trial_params=dict(values), pretrained=pretrained, root_seed=root_seed)
+
+    def for_member(self, member: Member) -> TrialJob:
+        """The job of one ensemble member: its fold, and its repeat's seed."""
+        return replace(self, members=(), fold=member.fold, root_seed=repeat_seed(self.root_seed, member.repeat or 0))
 
     def make_solver(self) -> Solver:
         return self.solver(self.params)
@@ -81,69 +116,206 @@ class TrialJob:
 
 
 def train_solver(job: TrialJob, ctx: SolverContext) -> None:
-    # 1. Seed this worker from (root seed, world rank); size its threads to its CPUs.
-    seed_everything(ctx.seed)
-    torch.set_num_threads(job.threads)
-    device = _device(job)
-
-    # 2. Open the shared, memory-mapped data: nothing is copied per trial.
-    frame = job.data.frame()
-    train, valid = open_split(job.data, "train", frame), open_split(job.data, "valid", frame)
-    solver = job.make_solver()
-    params = solver.params
-    sampler = train_sampler(job, train, params.batch_size, num_replicas=ctx.world_size, rank=ctx.world_rank)
-
-    # 3. Build the model (from pretrained weights when fine-tuning); DDP keeps rank 0's
-    #    initial weights on every rank.
-    base_model = build_model(solver, job.data.input_shape, job.data.num_classes, job.pretrained).to(device)
-    trainer = Trainer.for_data(solver, base_model, job.data, train, sampler, device=device, seed=ctx.seed)
-    stopper = EarlyStopping(params.patience, params.min_delta, job.mode) if params.patience else None
+    """One model's trial: train and evaluate each epoch, report its metrics and (rank 0)
+    the checkpoint to resume from. An ensemble trial goes through `train_ensemble`."""
+    # 1. Resume from the last checkpoint if this trial is restarting.
+    state = ctx.restore()
+    # 2. Seed this worker from (root seed, world rank), open the shared data, build the model.
+    training = ModelTraining(job, seed=ctx.seed, world_rank=ctx.world_rank, world_size=ctx.world_size, state=state)
+    progress = EpochProgress(job, state)
+    best_state = state["best_model"] if state is not None else None
     worker_tags = _gather_worker_tags(ctx)
 
-    # 4. Resume from the last checkpoint if this trial is restarting.
-    start_epoch, best_score, best_state = 0, None, None
-    state = ctx.restore()
-    if state is not None:
-        base_model.load_state_dict(state["model"])
-        trainer.load_state_dict(state["training"])
-        _set_rng_state(state["rng"])
-        if stopper is not None:
-            stopper.load_state_dict(state["early_stopping"])
-        start_epoch, best_score, best_state = state["epoch"], state["best_score"], state["best_model"]
-
-    # 5. Train and evaluate each epoch; report metrics, rank 0 adds the checkpoint.
-    model: nn.Module | None = None
-    for epoch in range(start_epoch, params.epochs):
-        unfroze = set_frozen(base_model, params, epoch)
-        if model is None or unfroze:
-            # DDP syncs only the parameters that need a gradient when it is built, so a
-            # model that unfreezes some is wrapped anew.
-            model = _distributed(base_model, ctx.world_size)
-        sampler.set_epoch(epoch)
-        train_loss = trainer.train_epoch(model, train.batches(sampler))
-        trainer.end_epoch()
-        metrics = evaluate(model, valid, device, batch_size=params.batch_size, prefix="valid")
-        score = metrics[job.metric]
-        if best_state is None or job.is_better(score, best_score):
-            best_score = None if math.isnan(score) else score
-            best_state = _cpu_state(base_model)
-        # Every rank sees the same valid metrics, so all ranks stop at the same epoch.
-        stop = stopper is not None and stopper.update(score)
-        metrics.update({"epoch": epoch + 1, "train/loss": train_loss, "early_stopped": int(stop), **worker_tags})
+    # 3. Train and evaluate each epoch; report metrics, rank 0 adds the checkpoint.
+    for epoch in range(progress.epoch, job.params.epochs):
+        metrics = training.train_epoch(epoch)
+        improved, stop = progress.record(metrics[job.metric])
+        if improved:
+            best_state = training.weights()
+        metrics.update({"epoch": epoch + 1, "early_stopped": int(stop), **worker_tags})
         checkpoint = None
         if ctx.world_rank == 0:
-            checkpoint = {
-                "model": _cpu_state(base_model),
-                "training": trainer.state_dict(),
-                "early_stopping": stopper.state_dict() if stopper is not None else {},
-                "rng": _rng_state(),
-                "epoch": epoch + 1,
-                "best_score": best_score,
-                "best_model": best_state,
-            }
+            checkpoint = {**training.state_dict(), **progress.state_dict(), "best_model": best_state}
         ctx.report(metrics, checkpoint)
         if stop:
             break
+
+
+class MemberPool(Protocol):
+    """Where an ensemble trial's members train: one after another in the trial's process
+    (`MemberTrainings`), or side by side in Ray actors (trial.ray_backend)."""
+
+    def train_epoch(self, epoch: int) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
+        """Every member's epoch: label -> (its metrics, its `ModelTraining.state_dict()`), in member order."""
+
+    def nodes(self) -> dict[str, str]:
+        """label -> the node each member trains on."""
+
+
+def train_ensemble(job: TrialJob, ctx: SolverContext, open_pool: Callable[[Mapping[str, Any]], MemberPool]) -> None:
+    """An ensemble trial (search.cv, search.repeats): every member trains one epoch, then the
+    trial reports the mean over members of each metric (what ASHA prunes on), its spread
+    (`valid/<m>_std`) and each member's (`<member>/valid/<m>`). The checkpoint holds every
+    member's state, so a restarted trial resumes each member where it was; the members'
+    weights at the best epoch by the mean are the trial's ensemble."""
+    # 1. Resume every member from the last checkpoint if this trial is restarting.
+    state = ctx.restore()
+    pool = open_pool(state["members"] if state is not None else {})
+    progress = EpochProgress(job, state)
+    best_members = state["best_members"] if state is not None else None
+    best_scores = state["best_member_scores"] if state is not None else None
+    seeds = ",".join(f"{member.label}:{job.for_member(member).root_seed}" for member in job.members)
+    nodes = ",".join(f"{label}:{node}" for label, node in pool.nodes().items())
+
+    # 2. One epoch of every member, then one report for the trial.
+    for epoch in range(progress.epoch, job.params.epochs):
+        results = pool.train_epoch(epoch)
+        member_metrics = {label: metrics for label, (metrics, _) in results.items()}
+        metrics = ensemble_metrics(member_metrics)
+        improved, stop = progress.record(metrics[job.metric])
+        if improved:
+            best_members = {label: member_state["model"] for label, (_, member_state) in results.items()}
+            best_scores = {label: member[job.metric] for label, member in member_metrics.items()}
+        metrics.update({"epoch": epoch + 1, "early_stopped": int(stop), SEEDS_TAG: seeds, NODES_TAG: nodes})
+        checkpoint = {
+            "members": {label: member_state for label, (_, member_state) in results.items()},
+            **progress.state_dict(),
+            "best_members": best_members,
+            "best_member_scores": best_scores,
+        }
+        ctx.report(metrics, checkpoint)
+        if stop:
+            break
+
+
+def ensemble_metrics(member_metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The trial's report from its members' epoch metrics: each metric's mean over members,
+    `<metric>_std` (the population spread) for valid metrics, and each member's own
+    metrics under its label. NaN stays NaN (a member whose AUROC is undefined)."""
+    first = next(iter(member_metrics.values()))
+    out: dict[str, float] = {}
+    for key in first:
+        values = np.array([float(metrics[key]) for metrics in member_metrics.values()])
+        out[key] = float(values.mean())
+        if key.startswith("valid/"):
+            out[f"{key}_std"] = float(values.std())
+    for label, metrics in member_metrics.items():
+        out.update({f"{label}/{key}": float(value) for key, value in metrics.items()})
+    return out
+
+
+class MemberTrainings:
+    """Ensemble members trained one after another in this process; each keeps its own random
+    state, so its epochs draw what they would draw were it alone (see ModelTraining)."""
+
+    def __init__(self, job: TrialJob, members: Sequence[Member], states: Mapping[str, Any], node_id: str) -> None:
+        self.node_id = node_id
+        self.trainings: dict[str, ModelTraining] = {}
+        for member in members:
+            member_job = job.for_member(member)
+            self.trainings[member.label] = ModelTraining(
+                member_job, seed=member_job.root_seed, state=states.get(member.label)
+            )
+
+    def train_epoch(self, epoch: int) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
+        return {label: (training.train_epoch(epoch), training.state_dict()) for label, training in self.trainings.items()}
+
+    def nodes(self) -> dict[str, str]:
+        return {label: self.node_id for label in self.trainings}
+
+
+class ModelTraining:
+    """One model's training, an epoch per call: its split of the shared data, the balanced
+    sampler, the model, its Trainer and its torch random state.
+
+    The random state is restored before and saved after each epoch: an ensemble trial
+    trains several of these in one process, epoch by epoch, and each must draw (dropout,
+    mixing) as it would alone and as it does again after a resume.
+    """
+
+    def __init__(
+        self, job: TrialJob, *, seed: int, world_rank: int = 0, world_size: int = 1, state: Mapping[str, Any] | None = None
+    ) -> None:
+        seed_everything(seed)
+        torch.set_num_threads(job.threads)
+        self.job, self.world_size = job, world_size
+        self.device = _device(job)
+        # The shared, memory-mapped data: nothing is copied per trial.
+        frame = job.data.frame()
+        self.train = open_split(job.data, "train", frame, fold=job.fold)
+        self.valid = open_split(job.data, "valid", frame, fold=job.fold)
+        self.solver = job.make_solver()
+        self.sampler = train_sampler(job, self.train, self.solver.params.batch_size, num_replicas=world_size, rank=world_rank)
+        # From pretrained weights when fine-tuning; DDP keeps rank 0's initial weights on every rank.
+        self.base_model = build_model(self.solver, job.data.input_shape, job.data.num_classes, job.pretrained).to(self.device)
+        self.trainer = Trainer.for_data(self.solver, self.base_model, job.data, self.train, self.sampler, device=self.device, seed=seed)
+        self.model: nn.Module | None = None
+        if state is not None:
+            self.base_model.load_state_dict(state["model"])
+            self.trainer.load_state_dict(state["training"])
+        self.rng = state["rng"] if state is not None else _rng_state()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train epoch `epoch` (0-based) and evaluate on the valid split: `valid/<m>` and `train/loss`."""
+        _set_rng_state(self.rng)
+        params = self.solver.params
+        unfroze = set_frozen(self.base_model, params, epoch)
+        if self.model is None or unfroze:
+            # DDP syncs only the parameters that need a gradient when it is built, so a
+            # model that unfreezes some is wrapped anew.
+            self.model = _distributed(self.base_model, self.world_size)
+        self.sampler.set_epoch(epoch)
+        train_loss = self.trainer.train_epoch(self.model, self.train.batches(self.sampler))
+        self.trainer.end_epoch()
+        metrics = evaluate(self.model, self.valid, self.device, batch_size=params.batch_size, prefix="valid")
+        metrics["train/loss"] = train_loss
+        self.rng = _rng_state()
+        return metrics
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return _cpu_state(self.base_model)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What resuming this model needs: weights, Trainer state, random state."""
+        return {"model": self.weights(), "training": self.trainer.state_dict(), "rng": self.rng}
+
+
+class EpochProgress:
+    """A trial's place in its epochs: the next epoch, the best score so far, early stopping.
+    Every rank sees the same valid metrics, so all ranks stop at the same epoch."""
+
+    def __init__(self, job: TrialJob, state: Mapping[str, Any] | None = None) -> None:
+        params = job.params
+        self.job = job
+        self.stopper = EarlyStopping(params.patience, params.min_delta, job.mode) if params.patience else None
+        self.epoch, self.best_score = 0, None
+        if state is not None:
+            self.epoch, self.best_score = state["epoch"], state["best_score"]
+            if self.stopper is not None:
+                self.stopper.load_state_dict(state["early_stopping"])
+
+    def record(self, score: float) -> tuple[bool, bool]:
+        """One epoch's score: (whether it is the best so far, whether to stop now). The
+        first epoch counts as the best while every score is NaN, so a model is always kept."""
+        improved = self.epoch == 0 or self.job.is_better(score, self.best_score)
+        if improved:
+            self.best_score = None if math.isnan(score) else score
+        self.epoch += 1
+        return improved, self.stopper is not None and self.stopper.update(score)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "best_score": self.best_score,
+            "early_stopping": self.stopper.state_dict() if self.stopper is not None else {},
+        }
+
+
+def best_member_weights(state: Mapping[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+    """A trial checkpoint's best weights by member label: an ensemble's members, or a single
+    model's under the label ""."""
+    members = state.get("best_members")
+    return dict(members) if members else {"": state["best_model"]}
 
 
 def train_sampler(

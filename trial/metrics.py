@@ -26,6 +26,22 @@ ECE_BINS = 15
 _PROBA_FLOOR = 1e-15
 
 
+VOTE_METRICS: tuple[str, ...] = ("accuracy", "f1_macro")
+"""What a majority vote is scored by: it gives classes, no probabilities."""
+
+
+def vote_metrics(y_true: np.ndarray, member_proba: list[np.ndarray]) -> dict[str, float]:
+    """Accuracy and macro F1 of an ensemble's majority vote: each member votes for its most
+    probable class; a tie goes to the tied class with the highest mean probability."""
+    stacked = np.stack([np.asarray(proba, dtype=np.float64) for proba in member_proba])  # [members, N, C]
+    votes = np.stack([(stacked.argmax(axis=2) == c).sum(axis=0) for c in range(stacked.shape[2])], axis=1)
+    # A mean probability is at most 1, so half of it only decides between equal vote counts.
+    predicted = (votes + stacked.mean(axis=0) / 2).argmax(axis=1)
+    one_hot = np.eye(stacked.shape[2])[predicted]
+    scored = classification_metrics(y_true, one_hot)
+    return {name: scored[name] for name in VOTE_METRICS}
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """Metrics of predicted class probabilities `proba` [N, C] against integer labels `y_true` [N].
 

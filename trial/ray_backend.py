@@ -28,7 +28,15 @@ from ray.tune.search.optuna import OptunaSearch
 from trial.config import ScalingConfig, SweepConfig, max_epochs
 from trial.context import RayContext, load_state
 from trial.errors import ConfigError, SweepFailed
-from trial.loop import TrialJob, train_solver
+from trial.loop import (
+    MemberPool,
+    MemberTrainings,
+    TrialJob,
+    best_member_weights,
+    ensemble_members,
+    train_ensemble,
+    train_solver,
+)
 from trial.runs import metric_file_label
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -94,9 +102,10 @@ class FinishedTrialLines(Callback):
 
 class BestWeightsFiles(Callback):
     """Each trial that completes or is pruned leaves its best epoch's weights in its own
-    folder of Tune's experiment, as `<solver>-<trial id>-<metric>=<value>.pt`: a plain
-    state dict (`torch.load(path, weights_only=True)`, `solver.params.init_from`) that a
-    person finds by its name, without opening checkpoints. A failed trial leaves none."""
+    folder of Tune's experiment, as `<solver>-<trial id>-<metric>=<value>.pt` (an ensemble
+    trial one file per member, `<solver>-<trial id>-<member>-<metric>=<its value>.pt`): a
+    plain state dict (`torch.load(path, weights_only=True)`, `solver.params.init_from`)
+    that a person finds by its name, without opening checkpoints. A failed trial leaves none."""
 
     def __init__(self, solver: str, metric: str) -> None:
         self.solver = solver
@@ -106,19 +115,22 @@ class BestWeightsFiles(Callback):
         if trial.checkpoint is None and not trial.last_result.get("checkpoint_path"):
             return  # ended before its first epoch's report
         state = _load_checkpoint(trial.last_result, trial.checkpoint)
-        # The loop keeps best_score None while the metric is NaN in every epoch; its
-        # best_model is then the first epoch's, named by the same rule.
-        score = state["best_score"]
-        label = metric_file_label(self.metric, math.nan if score is None else score)
-        # trial.path is the trial's folder in the sweep's storage (trial.local_path is only
-        # a staging copy that Tune syncs there later), and the sweep's storage is a
-        # local or shared path (SweepConfig.storage_path).
-        path = Path(trial.path) / f"{self.solver}-{trial.trial_id}-{label}.pt"
-        try:
-            torch.save(state["best_model"], path)
-        except OSError as error:
-            # A full disk must not turn a finished trial into a failed one (Tune would).
-            warnings.warn(f"trial {trial.trial_id}: its best weights were not written to {path}: {error}")
+        scores = state.get("best_member_scores") or {"": state["best_score"]}
+        for member, weights in best_member_weights(state).items():
+            # The loop keeps a score None while the metric is NaN in every epoch; the weights
+            # are then the first epoch's, named by the same rule.
+            score = scores[member]
+            label = metric_file_label(self.metric, math.nan if score is None else score)
+            # trial.path is the trial's folder in the sweep's storage (trial.local_path is only
+            # a staging copy that Tune syncs there later), and the sweep's storage is a
+            # local or shared path (SweepConfig.storage_path).
+            name = "-".join(part for part in (self.solver, trial.trial_id, member, label) if part)
+            path = Path(trial.path) / f"{name}.pt"
+            try:
+                torch.save(weights, path)
+            except OSError as error:
+                # A full disk must not turn a finished trial into a failed one (Tune would).
+                warnings.warn(f"trial {trial.trial_id}: its best weights were not written to {path}: {error}")
 
 
 def build_scheduler(config: SweepConfig, pruned: set[str]) -> TrialScheduler:
@@ -139,9 +151,14 @@ def build_scheduler(config: SweepConfig, pruned: set[str]) -> TrialScheduler:
 # -- the trial driver -----------------------------------------------------------------
 
 
-def trial_driver(searched: dict[str, Any], *, job: TrialJob, scaling: ScalingConfig, storage: str) -> None:
-    """One Tune trial: the solver loop in-process, or a TorchTrainer worker group."""
+def trial_driver(searched: dict[str, Any], *, job: TrialJob, scaling: ScalingConfig, storage: str, parallel: int = 1) -> None:
+    """One Tune trial: the solver loop in-process, an ensemble's members (in-process, or
+    `parallel` Ray actors side by side), or a TorchTrainer worker group."""
     job = job.with_trial_params(searched)
+    if job.members:
+        open_pool = functools.partial(_member_pool, job, parallel, scaling.cpus_per_worker)
+        train_ensemble(job, RayContext.for_tune(job.root_seed), open_pool)
+        return
     if scaling.num_workers == 1:
         train_solver(job, RayContext.for_tune(job.root_seed))
         return
@@ -180,7 +197,70 @@ def _train_worker(job: TrialJob) -> None:
     train_solver(job, RayContext.for_train(job.root_seed))
 
 
-def _trial_resources(scaling: ScalingConfig) -> dict[str, float]:
+def _member_pool(job: TrialJob, parallel: int, cpus: int, states: Mapping[str, Any]) -> MemberPool:
+    """Where an ensemble trial's members train: in this process one after another, or
+    spread over `parallel` actors in the trial's placement group."""
+    node_id = ray.get_runtime_context().get_node_id()
+    if parallel == 1:
+        return MemberTrainings(job, job.members, states, node_id)
+    return MemberActors(job, parallel, cpus, states)
+
+
+class MemberActors:
+    """An ensemble's members on `parallel` Ray actors, member i on actor i mod parallel,
+    each actor training its members one after another. The actors land in the trial's
+    placement group (Tune captures a trial's child actors in it), one bundle each; they
+    end with the trial."""
+
+    def __init__(self, job: TrialJob, parallel: int, cpus: int, states: Mapping[str, Any]) -> None:
+        self.labels = [member.label for member in job.members]
+        host = ray.remote(num_cpus=cpus)(_MemberHost)
+        groups = [job.members[index::parallel] for index in range(parallel)]
+        self.actors = [
+            host.remote(job, group, {member.label: states[member.label] for member in group if member.label in states})
+            for group in groups
+        ]
+
+    def train_epoch(self, epoch: int) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
+        results: dict[str, tuple[dict[str, float], dict[str, Any]]] = {}
+        for part in ray.get([actor.train_epoch.remote(epoch) for actor in self.actors]):
+            results.update(part)
+        return {label: results[label] for label in self.labels}
+
+    def nodes(self) -> dict[str, str]:
+        nodes: dict[str, str] = {}
+        for part in ray.get([actor.nodes.remote() for actor in self.actors]):
+            nodes.update(part)
+        return {label: nodes[label] for label in self.labels}
+
+
+class _MemberHost(MemberTrainings):
+    """MemberTrainings in a Ray actor, on the node it was placed on."""
+
+    def __init__(self, job: TrialJob, members: tuple, states: Mapping[str, Any]) -> None:
+        super().__init__(job, members, states, ray.get_runtime_context().get_node_id())
+
+
+def members_in_parallel(config: SweepConfig, cluster_cpus: float) -> int:
+    """How many members of an ensemble trial train side by side: the CPUs left to each of
+    max_concurrent trials, in cpus_per_worker steps, at most one per member. With 1 they
+    train one after another in the trial's own process (no actor to start)."""
+    if not config.search.ensemble:
+        return 1
+    members = len(ensemble_members(_cv_folds(config), config.search.repeats))
+    per_trial = cluster_cpus // (config.search.max_concurrent * config.scaling.cpus_per_worker)
+    return int(max(1, min(members, per_trial)))
+
+
+def _cv_folds(config: SweepConfig) -> int | None:
+    return config.data.split.folds if config.search.cv else None
+
+
+def _trial_resources(scaling: ScalingConfig, parallel: int = 1) -> dict[str, float] | tune.PlacementGroupFactory:
+    if parallel > 1:
+        # The trial's own process only waits on its members' actors: an empty head bundle,
+        # then one bundle per actor, which Tune's placement group reserves for them.
+        return tune.PlacementGroupFactory([{}] + [{"CPU": scaling.cpus_per_worker}] * parallel)
     if scaling.num_workers == 1:
         return {"CPU": scaling.cpus_per_worker, "GPU": int(scaling.use_gpu)}
     # The driver only waits on its worker group, which asks for the CPUs itself; any
@@ -208,9 +288,10 @@ def check_cluster_fits(config: SweepConfig, *, local: bool) -> None:
             warnings.warn(f"{message}; trials wait until the cluster has them")
 
 
-def concurrency_cap(config: SweepConfig, cluster_cpus: float) -> int:
-    """How many trials fit at once: worker groups that cannot all start would wait forever."""
-    per_trial = config.scaling.num_workers * config.scaling.cpus_per_worker
+def concurrency_cap(config: SweepConfig, cluster_cpus: float, parallel: int = 1) -> int:
+    """How many trials fit at once: worker groups (or an ensemble's `parallel` member
+    actors) that cannot all start would wait forever."""
+    per_trial = max(config.scaling.num_workers, parallel) * config.scaling.cpus_per_worker
     fits = max(1, int(cluster_cpus // per_trial))
     if config.search.max_concurrent > fits:
         warnings.warn(
@@ -260,24 +341,25 @@ def run_trials(
 ) -> TrialResults:
     """Every trial of the sweep, through Tune; `resume` continues Tune's saved state."""
     storage = str(config.storage_path)
-    trainable = tune.with_parameters(trial_driver, job=job, scaling=config.scaling, storage=storage)
+    cluster_cpus = ray.cluster_resources().get("CPU", 1)
+    parallel = members_in_parallel(config, cluster_cpus)
+    trainable = tune.with_parameters(trial_driver, job=job, scaling=config.scaling, storage=storage, parallel=parallel)
     # A worker group retries inside its TorchTrainer (ray.train.FailureConfig); retrying
     # its trial as well would multiply the attempts.
     trial_retries = config.scaling.max_failures if config.scaling.num_workers == 1 else 0
     tuner = tune.Tuner(
-        tune.with_resources(trainable, _trial_resources(config.scaling)),
+        tune.with_resources(trainable, _trial_resources(config.scaling, parallel)),
         tune_config=tune.TuneConfig(
-            search_alg=build_searcher(
-                config, concurrency_cap(config, ray.cluster_resources().get("CPU", 1)), study_name
-            ),
+            search_alg=build_searcher(config, concurrency_cap(config, cluster_cpus, parallel), study_name),
             scheduler=build_scheduler(config, pruned),
             num_samples=config.search.num_samples,
             trial_name_creator=lambda trial: trial.trial_id,
             trial_dirname_creator=lambda trial: trial.trial_id,
             # A finished trial's process (torch and the solvers already imported) runs the next.
             # Not for worker groups: Tune gives a finished trial 2 s to wind down before reuse,
-            # and a TorchTrainer's shutdown takes longer, which would abort the next trial.
-            reuse_actors=config.scaling.num_workers == 1,
+            # and a TorchTrainer's shutdown takes longer, which would abort the next trial;
+            # nor for member actors, which end with their trial.
+            reuse_actors=config.scaling.num_workers == 1 and parallel == 1,
         ),
         run_config=tune.RunConfig(
             name=config.name,

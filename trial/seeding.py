@@ -34,6 +34,17 @@ def worker_seed(root_seed: int, world_rank: int) -> int:
     return (int(root_seed) + _RANK_STRIDE * int(world_rank)) % _SEED_LIMIT
 
 
+def repeat_seed(root_seed: int, repeat: int) -> int:
+    """The root seed of repeat `repeat` of a config (search.repeats): repeat 0 keeps the
+    root seed; later ones are drawn from NumPy's SeedSequence of (root seed, repeat), so
+    they land far from the root seed and from its workers' seeds (root + 1001 * rank)."""
+    if not isinstance(repeat, numbers.Integral) or isinstance(repeat, bool) or repeat < 0:
+        raise ValueError(f"repeat must be an integer >= 0, got {repeat!r}")
+    if repeat == 0:
+        return int(root_seed) % _SEED_LIMIT
+    return int(np.random.SeedSequence([int(root_seed), int(repeat)]).generate_state(1)[0])
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's `random`, NumPy's global generator and torch (CPU and every CUDA
     device), and set ``PYTHONHASHSEED`` for child processes.

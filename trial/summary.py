@@ -15,6 +15,11 @@ def format_summary(config: SweepConfig, outcome: SweepOutcome) -> str:
     for split, metrics in (("valid", outcome.valid_metrics), ("test", outcome.test_metrics)):
         shown = "  ".join(f"{name.split('/', 1)[1]} {value:.4f}" for name, value in metrics.items())
         lines.append(f"  {split:<5} {shown}")
+    if outcome.members:
+        lines.append(
+            f"  an ensemble of {len(outcome.members)} models ({', '.join(outcome.members)}): valid is their mean, "
+            "test their mean probability (each model's and the majority vote's in MLflow and the report)"
+        )
     report = outcome.report_path or (
         f"not built (see the warning above); rebuild: trial report {outcome.parent_run_id} --tracking-uri {outcome.tracking_uri}"
     )

@@ -22,7 +22,8 @@ from trial import ray_backend
 from trial.config import SweepConfig
 from trial.data import PreparedData, open_split, prepare_data, probability_frame
 from trial.errors import ConfigError, SweepInterrupted
-from trial.loop import TrialJob, load_trained_model, predict, read_weights, split_metrics
+from trial.evaluation import evaluate_best
+from trial.loop import TrialJob, best_member_weights, ensemble_members, read_weights
 from trial.model import ModelSpec, check_registry, reference, register_model, save_model
 from trial.plugins import load_reader, shipped_modules
 from trial.preflight import fit_debug_batch_size, preflight
@@ -32,10 +33,11 @@ from trial.runs import (
     BEST_TRIAL_TAG,
     MANIFEST_DIR,
     MANIFEST_HASH_TAG,
+    MEMBERS_TAG,
     MODEL_DIR,
     PREDICTIONS_DIR,
     REPORT_ARTIFACT,
-    SPLITS,
+    member_probability_artifact,
     probability_file,
 )
 from trial.tracking import Tracker, open_store
@@ -61,6 +63,8 @@ class SweepOutcome:
     """The best model, an MLflow pyfunc model on the parent run: runs:/<parent run id>/model."""
     registered: str | None = None
     """models:/<tracking.register_as>/<version> when the sweep registered its model."""
+    members: tuple[str, ...] = ()
+    """An ensemble's member labels (search.cv, search.repeats); () for one model."""
     report_path: Path | None = None
     """Where a person opens report.html: the logged artifact where the artifact store is
     local files, else a copy in experiment_path; None where it could not be built."""
@@ -200,6 +204,7 @@ def sweep_job(config: SweepConfig, prepared: PreparedData) -> TrialJob:
         threads=config.scaling.cpus_per_worker,
         use_gpu=config.scaling.use_gpu,
         pretrained=read_weights(init_from) if init_from is not None else None,
+        members=ensemble_members(config.data.split.folds if config.search.cv else None, config.search.repeats),
     )
 
 
@@ -215,32 +220,34 @@ def _finish(
     best = results.best()
     trial_id, searched = best.trial_id, best.searched
     job = sweep.with_trial_params(searched)
-    prepared = job.data
-    model = load_trained_model(job, best.state["best_model"])
-    frame = prepared.frame()
-    metrics: dict[str, dict[str, float]] = {}
+    weights = best_member_weights(best.state)
+    evaluation = evaluate_best(job, weights)
     with tempfile.TemporaryDirectory(prefix="trial-predictions-") as directory:
-        for split_name in SPLITS:
-            split = open_split(prepared, split_name, frame)
-            proba = predict(model, split, torch.device("cpu"), batch_size=job.params.batch_size)
-            metrics[split_name] = split_metrics(split, proba, prefix=split_name)
-            probability_frame(prepared, split, proba).to_csv(Path(directory) / probability_file(split_name), index=False)
+        for split_name, (split, proba) in evaluation.predictions.items():
+            probability_frame(job.data, split, proba).to_csv(Path(directory) / probability_file(split_name), index=False)
+        for member, (split, proba) in evaluation.member_predictions.items():
+            path = Path(directory) / Path(member_probability_artifact(member, "test")).relative_to(PREDICTIONS_DIR)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probability_frame(job.data, split, proba).to_csv(path, index=False)
         tracker.log_artifact(Path(directory), PREDICTIONS_DIR)
-    valid, test = metrics["valid"], metrics["test"]
+    metrics = evaluation.metrics
     tracker.log_params(tracker.parent_id, searched)
     tracker.client.set_tag(tracker.parent_id, BEST_TRIAL_TAG, trial_id)
-    tracker.log_metrics(tracker.parent_id, {**valid, **test})
+    if job.members:
+        tracker.client.set_tag(tracker.parent_id, MEMBERS_TAG, ",".join(weights))
+    tracker.log_metrics(tracker.parent_id, metrics)
     best_run = callback.run_ids.get(trial_id)
     if best_run is not None:
-        tracker.log_metrics(best_run, test)
+        tracker.log_metrics(best_run, {key: value for key, value in metrics.items() if key.startswith("test/")})
         tracker.client.set_tag(best_run, BEST_TAG, "true")
-    model_uri, registered = _log_model(config, tracker, job, best.state["best_model"], {**valid, **test})
+    model_uri, registered = _log_model(config, tracker, job, list(weights.values()), metrics)
     return SweepOutcome(
         parent_run_id=tracker.parent_id,
         best_trial_id=trial_id,
         best_params=searched,
-        valid_metrics=valid,
-        test_metrics=test,
+        valid_metrics=_headline(metrics, "valid"),
+        test_metrics=_headline(metrics, "test"),
+        members=tuple(label for label in weights if label),
         tracking_uri=config.tracking_uri,
         experiment_path=results.experiment_path,
         n_trials=results.n_trials,
@@ -252,11 +259,25 @@ def _finish(
     )
 
 
+def _headline(metrics: Mapping[str, float], split: str) -> dict[str, float]:
+    """`<split>/<m>` for each metric, without an ensemble's members, vote and spreads."""
+    return {
+        key: value
+        for key, value in metrics.items()
+        if key.startswith(f"{split}/") and key.count("/") == 1 and not key.endswith("_std")
+    }
+
+
 def _log_model(
-    config: SweepConfig, tracker: Tracker, job: TrialJob, weights: Mapping[str, torch.Tensor], metrics: Mapping[str, float]
+    config: SweepConfig,
+    tracker: Tracker,
+    job: TrialJob,
+    members: list[Mapping[str, torch.Tensor]],
+    metrics: Mapping[str, float],
 ) -> tuple[str, str | None]:
-    """The best model as an MLflow model on the parent run (and a registry version when
-    tracking.register_as is set): its URI, and the registered one."""
+    """The best model (or ensemble: `members`' weights, their probabilities averaged) as an
+    MLflow model on the parent run, and a registry version when tracking.register_as is
+    set: its URI, and the registered one."""
     prepared = job.data
     spec = ModelSpec(
         solver=reference(job.solver),
@@ -275,7 +296,7 @@ def _log_model(
         path = save_model(
             Path(directory),
             spec,
-            [weights],
+            members,
             example=_input_example(prepared),
             code_paths=shipped_modules(config.code_references()),
         )
@@ -284,8 +305,13 @@ def _log_model(
     name = config.tracking.register_as
     if name is None or config.debug:  # a debug sweep's model, trained on 5% of the data, is no version of anything
         return uri, None
-    tags = {key: f"{value:.6g}" for key, value in metrics.items()}
+    tags = {key: f"{value:.6g}" for key, value in _version_metrics(metrics).items()}
     return uri, f"models:/{name}/{register_model(tracker.client, name, tracker.parent_id, tags)}"
+
+
+def _version_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """What a registry version is tagged with: the headline valid and test metrics."""
+    return {**_headline(metrics, "valid"), **_headline(metrics, "test")}
 
 
 def _input_example(prepared: PreparedData) -> np.ndarray | pd.DataFrame:

@@ -40,8 +40,13 @@ from trial.runs import (
     store_client,
 )
 
-# Tune adds its own bookkeeping to every result; only the solver's metrics go to MLflow.
+# Tune adds its own bookkeeping to every result; only the solver's metrics go to MLflow:
+# train/ and valid/ ones, an ensemble's also per member (fold0/valid/auroc).
 _METRIC_PREFIXES = ("train/", "valid/")
+
+
+def _is_epoch_metric(key: str) -> bool:
+    return key.startswith(_METRIC_PREFIXES) or key.partition("/")[2].startswith(_METRIC_PREFIXES)
 
 
 class Tracker:
@@ -132,7 +137,7 @@ class TrialRunsCallback(Callback):
             trial_id = run.data.tags[TRIAL_ID_TAG]
             self.run_ids[trial_id] = run.info.run_id
             # An epoch's metrics go in one batch: one metric's history holds every epoch logged.
-            logged = next((key for key in run.data.metrics if key.startswith(_METRIC_PREFIXES)), None)
+            logged = next((key for key in run.data.metrics if _is_epoch_metric(key)), None)
             if logged is not None:
                 history = tracker.client.get_metric_history(run.info.run_id, logged)
                 self.last_epoch[trial_id] = max(metric.step for metric in history)
@@ -174,7 +179,7 @@ class TrialRunsCallback(Callback):
             tags = [RunTag(key, str(result[key])) for key in WORKER_TAGS if key in result]
             self.tracker.client.log_batch(run_id, tags=tags)
         self.last_epoch[trial.trial_id] = epoch
-        metrics = {k: v for k, v in result.items() if k.startswith(_METRIC_PREFIXES)}
+        metrics = {k: v for k, v in result.items() if _is_epoch_metric(k)}
         self.tracker.log_metrics(run_id, metrics, step=int(epoch))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
