@@ -10,7 +10,9 @@ The page has five sections, one function each: the search (every trial's value a
 learning curve, pruned ones included, and Optuna's parameter importance on a study rebuilt
 in memory from the child runs), the split manifest (does each split keep
 the stratify columns' shares?), the best trial on test and valid (confusion matrix, ROC,
-reliability), metrics per stratum value (per hospital), and a table of every trial.
+reliability), metrics per stratum value (per hospital), and a table of every trial. An
+ensemble sweep (search.cv, search.repeats) has one more after the best trial's: the
+ensemble, its majority vote and each member on test.
 plotly.js is embedded once in the page's head, so it opens without a network.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import itertools
 import math
 import os
 import shutil
+import string
 import tempfile
 import urllib.parse
 import urllib.request
@@ -32,6 +35,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import optuna
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 import yaml
 from mlflow.entities import Run
@@ -49,6 +53,8 @@ from trial.runs import (
     CONFIG_ARTIFACT,
     DEBUG_TAG,
     MANIFEST_DIR,
+    MEMBERS_DIR,
+    MEMBERS_TAG,
     PARENT_TAG,
     PREDICTIONS_DIR,
     PROBA_PREFIX,
@@ -60,6 +66,8 @@ from trial.runs import (
     TARGET_COLUMN,
     TRIAL_ID_TAG,
     TRIAL_ROLE,
+    VOTE,
+    member_probability_artifact,
     proba_column,
     probability_artifact,
     probability_file,
@@ -116,7 +124,12 @@ class Sweep:
     balance: tuple[str, ...]
     manifest: pd.DataFrame | None
     predictions: dict[str, pd.DataFrame]
-    """split -> the best trial's probability CSV; empty where none was logged."""
+    """split -> the best trial's probability CSV (an ensemble's: the mean over its members);
+    empty where none was logged."""
+    members: tuple[str, ...]
+    """An ensemble's member labels in order (tag trial.members); empty for a sweep without one."""
+    member_predictions: dict[str, pd.DataFrame]
+    """member -> its own test probability CSV; a member without one is absent."""
     trials: tuple[TrialRecord, ...]
     """In start order; the index is the Optuna trial number."""
 
@@ -143,6 +156,8 @@ def load_sweep(client: MlflowClient, parent_run_id: str) -> Sweep:
     with tempfile.TemporaryDirectory(prefix="trial-report-") as directory:
         manifest = _read_manifest(client, parent_run_id, Path(directory))
         predictions = _read_predictions(client, parent_run_id, Path(directory))
+        members = tuple(parent.data.tags[MEMBERS_TAG].split(",")) if MEMBERS_TAG in parent.data.tags else ()
+        member_predictions = _read_member_predictions(client, parent_run_id, members, Path(directory))
     return Sweep(
         parent=parent,
         experiment_name=client.get_experiment(parent.info.experiment_id).name,
@@ -155,6 +170,8 @@ def load_sweep(client: MlflowClient, parent_run_id: str) -> Sweep:
         balance=tuple(data.get("balance") or ()),
         manifest=manifest,
         predictions=predictions,
+        members=members,
+        member_predictions=member_predictions,
         trials=tuple(_read_trials(client, parent, metric, space)),
     )
 
@@ -213,14 +230,35 @@ def _read_manifest(client: MlflowClient, run_id: str, directory: Path) -> pd.Dat
 
 
 def _read_predictions(client: MlflowClient, run_id: str, directory: Path) -> dict[str, pd.DataFrame]:
-    found = {Path(path).name: path for path in _artifact_files(client, run_id, PREDICTIONS_DIR)}
-    frames = {}
-    for split in SPLITS:
-        path = found.get(probability_file(split))
-        if path is not None:
-            # The true class as text, so it matches the class in its proba_<class> column name.
-            frames[split] = pd.read_csv(_download(client, run_id, path, directory), dtype={TARGET_COLUMN: str})
-    return frames
+    # By file name, wherever under predictions/ (an older sweep nested them one folder down),
+    # except the ensemble members' files, which have the same names.
+    found = {
+        Path(path).name: path
+        for path in _artifact_files(client, run_id, PREDICTIONS_DIR)
+        if MEMBERS_DIR not in Path(path).parts[1:-1]
+    }
+    return {
+        split: _read_probabilities(client, run_id, found[probability_file(split)], directory)
+        for split in SPLITS
+        if probability_file(split) in found
+    }
+
+
+def _read_member_predictions(
+    client: MlflowClient, run_id: str, members: Sequence[str], directory: Path
+) -> dict[str, pd.DataFrame]:
+    if not members:
+        return {}  # a sweep without an ensemble: nothing to list
+    found = set(_artifact_files(client, run_id, f"{PREDICTIONS_DIR}/{MEMBERS_DIR}"))
+    paths = {member: member_probability_artifact(member, "test") for member in members}
+    return {
+        member: _read_probabilities(client, run_id, path, directory) for member, path in paths.items() if path in found
+    }
+
+
+def _read_probabilities(client: MlflowClient, run_id: str, path: str, directory: Path) -> pd.DataFrame:
+    # The true class as text, so it matches the class in its proba_<class> column name.
+    return pd.read_csv(_download(client, run_id, path, directory), dtype={TARGET_COLUMN: str})
 
 
 def _read_trials(
@@ -339,6 +377,7 @@ def build_report(client: MlflowClient, parent_run_id: str, out_dir: Path) -> Pat
         _search_section(sweep),
         _splits_section(sweep),
         _best_trial_section(sweep),
+        *([_ensemble_section(sweep)] if sweep.members else []),
         _strata_section(sweep),
         _trials_section(sweep),
     ]
@@ -694,25 +733,47 @@ def _confusion_figure(data: _Scored, split: str) -> str:
     return _figure(fig)
 
 
-def _roc_figure(data: _Scored, split: str) -> str:
+# The ensemble's ROC colours its curves by class, so a member's curve shares its ensemble curve's colour.
+_CLASS_COLOURS = plotly.colors.qualitative.Plotly
+
+
+def _roc_figure(data: _Scored, split: str, members: Mapping[str, _Scored] | None = None) -> str:
+    """ROC curves of `data`; with `members`, `data` is their ensemble's: its curve thick and
+    each member's thin, in one colour and legend group per class."""
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "grey"}, name="chance")
     # Binary: the positive class is the second, as in trial.metrics; multiclass: one-vs-rest.
     positives = [1] if len(data.classes) == 2 else range(len(data.classes))
     for c in positives:
-        truth = data.y == c
-        if truth.all() or not truth.any():
-            continue  # one-vs-rest is undefined for a class that is every row or none
-        fpr, tpr, _ = roc_curve(truth, data.proba[:, c])
-        auc = roc_auc_score(truth, data.proba[:, c])
-        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{data.classes[c]} (AUC {auc:.3f})")
+        if members is None:
+            _add_roc_curve(fig, data, c, data.classes[c])
+            continue
+        # The class titles its legend group, so the entries stay short enough to leave the plot its width.
+        group = {
+            "legendgroup": data.classes[c],
+            "legendgrouptitle_text": f"class {data.classes[c]}",
+            "line_color": _CLASS_COLOURS[c % len(_CLASS_COLOURS)],
+        }
+        _add_roc_curve(fig, data, c, "ensemble", line_width=3, **group)
+        for name, member in members.items():
+            _add_roc_curve(fig, member, c, name, line_width=1, opacity=0.6, **group)
     kind = f"positive class {data.classes[1]}" if len(data.classes) == 2 else "one-vs-rest"
     fig.update_layout(
-        title=f"ROC ({split}, {kind})",
+        title=f"{'ROC' if members is None else 'Ensemble ROC'} ({split}, {kind})",
         xaxis={"title": "false positive rate", "range": [0, 1]},
         yaxis={"title": "true positive rate", "range": [0, 1.02]},
     )
     return _figure(fig)
+
+
+def _add_roc_curve(fig: go.Figure, data: _Scored, c: int, name: str, **style: Any) -> None:
+    """Class `c`'s one-vs-rest ROC curve, its AUC in the legend; none where it is undefined."""
+    truth = data.y == c
+    if truth.all() or not truth.any():
+        return  # one-vs-rest is undefined for a class that is every row or none
+    fpr, tpr, _ = roc_curve(truth, data.proba[:, c])
+    auc = roc_auc_score(truth, data.proba[:, c])
+    fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUC {auc:.3f})", **style)
 
 
 def _reliability_figure(data: _Scored, split: str) -> str:
@@ -744,6 +805,82 @@ def _reliability_figure(data: _Scored, split: str) -> str:
         yaxis={"title": "accuracy", "range": [0, 1]},
     )
     return _figure(fig)
+
+
+# -- section 3b: the ensemble of the best trial's members ------------------------------------------------
+
+ENSEMBLE_ROW = "ensemble (mean probability)"
+VOTE_ROW = "majority vote"
+# What a sweep trained one member per, by the parts of the member labels (trial.runs.member_label).
+_MEMBER_KINDS = {
+    frozenset({"fold"}): "cross-validation fold (search.cv)",
+    frozenset({"seed"}): "seed (search.repeats)",
+    frozenset({"fold", "seed"}): "fold and seed (search.cv and search.repeats)",
+}
+
+
+def _ensemble_section(sweep: Sweep) -> str:
+    title = "3b. Ensemble of the best trial's members on the test split"
+    parts = frozenset(part.rstrip(string.digits) for member in sweep.members for part in member.split("-"))
+    kind = _MEMBER_KINDS.get(parts, "member")
+    blocks = [
+        _note(
+            f"The best trial trained {len(sweep.members)} members, one per {kind}: {', '.join(sweep.members)}. "
+            "The sweep's test/<metric> are the ensemble's, the mean of the members' probabilities; "
+            "the majority vote has no probabilities, so it has only accuracy and f1_macro."
+        )
+    ]
+    metrics = sweep.parent.data.metrics
+    spread = [f"{name} {metrics[f'valid/{name}_std']:.4g}" for name in METRIC_NAMES if f"valid/{name}_std" in metrics]
+    if spread:
+        note = f"The valid metrics above are the members' mean; their standard deviations: {', '.join(spread)}."
+        blocks.append(_note(note))
+    if "fold" in parts:
+        blocks.append(_note("The valid predictions above are out-of-fold: each row by the member that held it out."))
+    missing = [member for member in sweep.members if member not in sweep.member_predictions]
+    if missing:
+        blocks.append(_note(f"No test predictions on the parent run for: {', '.join(missing)}."))
+    table = ensemble_metrics(sweep)
+    blocks.append(_table(table, ["best" if name == ENSEMBLE_ROW else "" for name in table["model"]]))
+    test = sweep.predictions.get("test")
+    if test is None or test.empty:
+        return _section(title, *blocks, _note(f"No test predictions ({probability_artifact('test')}): no ROC."))
+    ensemble = scored(test)
+    members = {member: scored(frame) for member, frame in sweep.member_predictions.items()}
+    if not all(np.isfinite(data.proba).all() for data in (ensemble, *members.values())):
+        return _section(title, *blocks, _note("The test probabilities hold NaN or inf (a diverged model): no ROC."))
+    return _section(title, *blocks, _grid([_roc_figure(ensemble, "test", members)]))
+
+
+def ensemble_metrics(sweep: Sweep) -> pd.DataFrame:
+    """One row for the ensemble, one for its majority vote, one per member: the test metrics
+    the parent run holds (blank where it holds none), and the AUROC per value of the first
+    stratify column besides the target (`auroc hos=A`), computed from the prediction CSVs."""
+    metrics = sweep.parent.data.metrics
+    rows = [
+        (ENSEMBLE_ROW, "test", sweep.predictions.get("test")),
+        (VOTE_ROW, f"test/{VOTE}", None),  # a vote has no probabilities to rank
+        *((member, f"test/{member}", sweep.member_predictions.get(member)) for member in sweep.members),
+    ]
+    # The target's own values would each hold a single class: no AUROC.
+    column = next((column for column in sweep.stratify if column != sweep.target), None)
+    aurocs = {
+        name: {}
+        if frame is None or column not in frame.columns
+        else metrics_by_value(frame, column).set_index(column)["auroc"].to_dict()
+        for name, _, frame in rows
+    }
+    values = sorted(set().union(*aurocs.values()))
+    return pd.DataFrame(
+        [
+            {
+                "model": name,
+                **{metric: metrics.get(f"{prefix}/{metric}", math.nan) for metric in METRIC_NAMES},
+                **{f"auroc {column}={value}": aurocs[name].get(value, math.nan) for value in values},
+            }
+            for name, prefix, _ in rows
+        ]
+    )
 
 
 # -- section 4: metrics per stratum value -------------------------------------------------------------
