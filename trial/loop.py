@@ -571,6 +571,12 @@ def read_weights(source: str) -> dict[str, torch.Tensor]:
         ) from None
     if isinstance(loaded, Mapping) and isinstance(loaded.get("best_model"), Mapping):
         loaded = loaded["best_model"]  # a trial checkpoint
+    elif isinstance(loaded, Mapping) and isinstance(loaded.get("best_members"), Mapping):
+        members = ", ".join(loaded["best_members"])
+        raise ConfigError(
+            f"solver.params.init_from: {path} is an ensemble trial's checkpoint (members {members}); "
+            "name one member's weights file, <solver>-<trial>-<member>-<metric>=<value>.pt in the trial's folder"
+        )
     if not (isinstance(loaded, Mapping) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values())):
         raise ConfigError(f"solver.params.init_from: {path} holds no state dict (a mapping of names to tensors)")
     return dict(loaded)

@@ -11,11 +11,19 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from trial.config import resolve
-from trial.context import LocalContext
+from trial.context import LocalContext, save_state
 from trial.data import open_split, prepare_data, split_mask
 from trial.errors import ConfigError
 from trial.evaluation import evaluate_best
-from trial.loop import Member, MemberTrainings, ensemble_members, ensemble_metrics, train_ensemble, train_solver
+from trial.loop import (
+    Member,
+    MemberTrainings,
+    ensemble_members,
+    ensemble_metrics,
+    read_weights,
+    train_ensemble,
+    train_solver,
+)
 from trial.metrics import vote_metrics
 from trial.seeding import repeat_seed
 from trial.sweep import sweep_job
@@ -208,3 +216,12 @@ def test_a_searched_seed_is_accepted(tmp_path):
     raw = raw_config(tmp_path, repeats=2)
     raw["search"]["space"] = {"seed": {"type": "int", "low": 0, "high": 100}, "lr": raw["search"]["space"]["lr"]}
     assert set(resolve(raw).search.space) == {"seed", "lr"}
+
+
+def test_fine_tuning_from_an_ensemble_checkpoint_asks_for_one_members_file(cv_job, tmp_path):
+    context = LocalContext(root_seed=cv_job.root_seed)
+    shorter = cv_job.with_trial_params({"lr": 3e-3, "epochs": 1})
+    train_ensemble(shorter, context, local_pool(shorter))
+    save_state(context.last_checkpoint, tmp_path)
+    with pytest.raises(ConfigError, match=r"ensemble trial's checkpoint \(members fold0, fold1, fold2\); name one member's"):
+        read_weights(str(tmp_path))
