@@ -177,3 +177,33 @@ def test_a_tracking_server_registers_and_serves_a_tabular_model(
         features = [name for name in model.metadata.get_input_schema().input_names()]
         answer = model.predict(pd.read_csv(labels)[features].head(20))
         np.testing.assert_allclose(answer.to_numpy(), scored[["proba_0", "proba_1"]].head(20).to_numpy(), atol=1e-6)
+
+
+def test_a_cross_validated_sweep_registers_its_five_fold_ensemble_for_predict(ray_cluster, tmp_path: Path, capsys, monkeypatch) -> None:
+    # The README's sample, shortened: every trial trains all 5 folds; the best config's 5
+    # fold models are one registered model, and `trial predict` scores with all of them.
+    sample = Path(__file__).resolve().parents[2] / "search_spaces" / "breast_cancer_cv.yaml"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    overrides = ["solver.params.epochs=4", "search.num_samples=2", "search.scheduler.grace_period=2", f"tracking.uri={uri}"]
+    assert main(["run", "--config", str(sample), "--quiet", *(arg for item in overrides for arg in ("--set", item))]) == 0
+    client = store_client(uri)
+    parent = _parent(client, "breast-cancer-cv")
+    assert parent.data.tags["trial.members"] == "fold0,fold1,fold2,fold3,fold4"
+    (version,) = client.search_model_versions("name = 'breast-cancer-cv'")
+    assert version.run_id == parent.info.run_id
+    local = Path(client.download_artifacts(parent.info.run_id, MODEL_DIR, str(tmp_path / "model")))
+    assert len(Predictor.load(local / "artifacts" / "trial").models) == 5
+
+    manifest = next(item.path for item in client.list_artifacts(parent.info.run_id, "manifest") if item.path.endswith(".csv"))
+    frame = pd.read_csv(client.download_artifacts(parent.info.run_id, manifest, str(tmp_path)))
+    test_rows = tmp_path / "test-rows.csv"
+    frame[frame["split"] == "test"].drop(columns=["split", "fold"]).to_csv(test_rows, index=False)
+    capsys.readouterr()
+    assert main(["predict", "models:/breast-cancer-cv/1", "--labels", str(test_rows), "-o", str(tmp_path / "s.csv"), "--tracking-uri", uri]) == 0
+    (run,) = client.search_runs([parent.info.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'prediction'")
+    for metric in ("auroc", "accuracy", "loss"):
+        assert run.data.metrics[metric] == pytest.approx(parent.data.metrics[f"test/{metric}"], abs=1e-5)
+    # The ensemble, not its best member: a member alone scores differently.
+    members = [parent.data.metrics[f"test/fold{k}/loss"] for k in range(5)]
+    assert all(abs(loss - run.data.metrics["loss"]) > 1e-6 for loss in members)
