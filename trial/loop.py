@@ -151,6 +151,9 @@ class MemberPool(Protocol):
     def nodes(self) -> dict[str, str]:
         """label -> the node each member trains on."""
 
+    def close(self) -> None:
+        """End whatever processes the pool started."""
+
 
 def train_ensemble(job: TrialJob, ctx: SolverContext, open_pool: Callable[[Mapping[str, Any]], MemberPool]) -> None:
     """An ensemble trial (search.cv, search.repeats): every member trains one epoch, then the
@@ -165,27 +168,30 @@ def train_ensemble(job: TrialJob, ctx: SolverContext, open_pool: Callable[[Mappi
     best_members = state["best_members"] if state is not None else None
     best_scores = state["best_member_scores"] if state is not None else None
     seeds = ",".join(f"{member.label}:{job.for_member(member).root_seed}" for member in job.members)
-    nodes = ",".join(f"{label}:{node}" for label, node in pool.nodes().items())
 
     # 2. One epoch of every member, then one report for the trial.
-    for epoch in range(progress.epoch, job.params.epochs):
-        results = pool.train_epoch(epoch)
-        member_metrics = {label: metrics for label, (metrics, _) in results.items()}
-        metrics = ensemble_metrics(member_metrics)
-        improved, stop = progress.record(metrics[job.metric])
-        if improved:
-            best_members = {label: member_state["model"] for label, (_, member_state) in results.items()}
-            best_scores = {label: member[job.metric] for label, member in member_metrics.items()}
-        metrics.update({"epoch": epoch + 1, "early_stopped": int(stop), SEEDS_TAG: seeds, NODES_TAG: nodes})
-        checkpoint = {
-            "members": {label: member_state for label, (_, member_state) in results.items()},
-            **progress.state_dict(),
-            "best_members": best_members,
-            "best_member_scores": best_scores,
-        }
-        ctx.report(metrics, checkpoint)
-        if stop:
-            break
+    try:
+        nodes = ",".join(f"{label}:{node}" for label, node in pool.nodes().items())
+        for epoch in range(progress.epoch, job.params.epochs):
+            results = pool.train_epoch(epoch)
+            member_metrics = {label: metrics for label, (metrics, _) in results.items()}
+            metrics = ensemble_metrics(member_metrics)
+            improved, stop = progress.record(metrics[job.metric])
+            if improved:
+                best_members = {label: member_state["model"] for label, (_, member_state) in results.items()}
+                best_scores = {label: member[job.metric] for label, member in member_metrics.items()}
+            metrics.update({"epoch": epoch + 1, "early_stopped": int(stop), SEEDS_TAG: seeds, NODES_TAG: nodes})
+            checkpoint = {
+                "members": {label: member_state for label, (_, member_state) in results.items()},
+                **progress.state_dict(),
+                "best_members": best_members,
+                "best_member_scores": best_scores,
+            }
+            ctx.report(metrics, checkpoint)
+            if stop:
+                break
+    finally:
+        pool.close()
 
 
 def ensemble_metrics(member_metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -222,6 +228,9 @@ class MemberTrainings:
 
     def nodes(self) -> dict[str, str]:
         return {label: self.node_id for label in self.trainings}
+
+    def close(self) -> None:
+        pass  # nothing of its own to end: it lives in the trial's process
 
 
 class ModelTraining:

@@ -199,39 +199,50 @@ def _train_worker(job: TrialJob) -> None:
 
 def _member_pool(job: TrialJob, parallel: int, cpus: int, states: Mapping[str, Any]) -> MemberPool:
     """Where an ensemble trial's members train: in this process one after another, or
-    spread over `parallel` actors in the trial's placement group."""
+    side by side in this process and `parallel` - 1 actors."""
     node_id = ray.get_runtime_context().get_node_id()
     if parallel == 1:
         return MemberTrainings(job, job.members, states, node_id)
-    return MemberActors(job, parallel, cpus, states)
+    return SideBySide(job, parallel, cpus, states, node_id)
 
 
-class MemberActors:
-    """An ensemble's members on `parallel` Ray actors, member i on actor i mod parallel,
-    each actor training its members one after another. The actors land in the trial's
-    placement group (Tune captures a trial's child actors in it), one bundle each; they
-    end with the trial."""
+class SideBySide:
+    """An ensemble's members in `parallel` groups, member i in group i mod parallel, each
+    group training its members one after another: group 0 in the trial's own process,
+    the others each in a Ray actor. The actors land in the trial's placement group (Tune
+    captures a trial's child actors in it), one bundle each, and end with the trial.
+    The actors are started first, so their start-up overlaps the building of group 0's
+    models, and each epoch is sent to them before group 0 trains its own."""
 
-    def __init__(self, job: TrialJob, parallel: int, cpus: int, states: Mapping[str, Any]) -> None:
+    def __init__(self, job: TrialJob, parallel: int, cpus: int, states: Mapping[str, Any], node_id: str) -> None:
         self.labels = [member.label for member in job.members]
-        host = ray.remote(num_cpus=cpus)(_MemberHost)
         groups = [job.members[index::parallel] for index in range(parallel)]
-        self.actors = [
-            host.remote(job, group, {member.label: states[member.label] for member in group if member.label in states})
-            for group in groups
-        ]
+
+        def states_of(group: tuple) -> dict[str, Any]:
+            return {member.label: states[member.label] for member in group if member.label in states}
+
+        host = ray.remote(num_cpus=cpus, num_gpus=int(job.use_gpu))(_MemberHost)
+        self.actors = [host.remote(job, group, states_of(group)) for group in groups[1:]]
+        self.own = MemberTrainings(job, groups[0], states_of(groups[0]), node_id)
 
     def train_epoch(self, epoch: int) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
-        results: dict[str, tuple[dict[str, float], dict[str, Any]]] = {}
-        for part in ray.get([actor.train_epoch.remote(epoch) for actor in self.actors]):
+        pending = [actor.train_epoch.remote(epoch) for actor in self.actors]
+        results = self.own.train_epoch(epoch)
+        for part in ray.get(pending):
             results.update(part)
         return {label: results[label] for label in self.labels}
 
     def nodes(self) -> dict[str, str]:
-        nodes: dict[str, str] = {}
+        nodes = self.own.nodes()
         for part in ray.get([actor.nodes.remote() for actor in self.actors]):
             nodes.update(part)
         return {label: nodes[label] for label in self.labels}
+
+    def close(self) -> None:
+        # Now, not when the handles are collected at the process's exit, where an actor
+        # still ending prints tracebacks into the trial's log.
+        for actor in self.actors:
+            ray.kill(actor)
 
 
 class _MemberHost(MemberTrainings):
@@ -248,7 +259,9 @@ def members_in_parallel(config: SweepConfig, cluster_cpus: float) -> int:
     if not config.search.ensemble:
         return 1
     members = len(ensemble_members(_cv_folds(config), config.search.repeats))
-    per_trial = cluster_cpus // (config.search.max_concurrent * config.scaling.cpus_per_worker)
+    # Trials at once: never more than the sweep has, so a 1-trial sweep's folds get every CPU.
+    concurrent = min(config.search.max_concurrent, config.search.num_samples)
+    per_trial = cluster_cpus // (concurrent * config.scaling.cpus_per_worker)
     return int(max(1, min(members, per_trial)))
 
 
@@ -258,9 +271,9 @@ def _cv_folds(config: SweepConfig) -> int | None:
 
 def _trial_resources(scaling: ScalingConfig, parallel: int = 1) -> dict[str, float] | tune.PlacementGroupFactory:
     if parallel > 1:
-        # The trial's own process only waits on its members' actors: an empty head bundle,
-        # then one bundle per actor, which Tune's placement group reserves for them.
-        return tune.PlacementGroupFactory([{}] + [{"CPU": scaling.cpus_per_worker}] * parallel)
+        # One bundle per group of members: the trial's own process trains the first, an
+        # actor in the trial's placement group each of the others.
+        return tune.PlacementGroupFactory([{"CPU": scaling.cpus_per_worker, "GPU": int(scaling.use_gpu)}] * parallel)
     if scaling.num_workers == 1:
         return {"CPU": scaling.cpus_per_worker, "GPU": int(scaling.use_gpu)}
     # The driver only waits on its worker group, which asks for the CPUs itself; any
@@ -358,7 +371,7 @@ def run_trials(
             # A finished trial's process (torch and the solvers already imported) runs the next.
             # Not for worker groups: Tune gives a finished trial 2 s to wind down before reuse,
             # and a TorchTrainer's shutdown takes longer, which would abort the next trial;
-            # nor for member actors, which end with their trial.
+            # nor beside member actors, which end with their trial.
             reuse_actors=config.scaling.num_workers == 1 and parallel == 1,
         ),
         run_config=tune.RunConfig(

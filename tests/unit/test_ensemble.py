@@ -25,6 +25,7 @@ from trial.loop import (
     train_solver,
 )
 from trial.metrics import vote_metrics
+from trial.ray_backend import members_in_parallel
 from trial.seeding import repeat_seed
 from trial.sweep import sweep_job
 
@@ -225,3 +226,21 @@ def test_fine_tuning_from_an_ensemble_checkpoint_asks_for_one_members_file(cv_jo
     save_state(context.last_checkpoint, tmp_path)
     with pytest.raises(ConfigError, match=r"ensemble trial's checkpoint \(members fold0, fold1, fold2\); name one member's"):
         read_weights(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("search", "cpus", "expected"),
+    [
+        ({"cv": True, "num_samples": 6, "max_concurrent": 2}, 2, 1),  # two trials, each its folds in turn
+        ({"cv": True, "num_samples": 6, "max_concurrent": 1}, 2, 2),
+        ({"cv": True, "num_samples": 1, "max_concurrent": 2}, 2, 2),  # one trial gets both CPUs
+        ({"cv": True, "num_samples": 4, "max_concurrent": 2}, 16, 3),  # never more than its 3 folds
+        ({"repeats": 2, "num_samples": 4, "max_concurrent": 1}, 8, 2),
+        ({"num_samples": 4, "max_concurrent": 1}, 8, 1),  # one model per trial
+    ],
+)
+def test_members_train_side_by_side_on_the_cpus_left_to_each_trial(tmp_path, search, cpus, expected):
+    raw = raw_config(tmp_path, **search)
+    if not search.get("cv"):
+        raw["data"]["split"] = {"valid": 0.2, "test": 0.2}
+    assert members_in_parallel(resolve(raw), cpus) == expected
