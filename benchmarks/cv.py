@@ -21,23 +21,23 @@ Part 1, `parallel` (target: b/a >= 1.6). 2 folds of 3,000 recordings (1,200 trai
 and 1,200 valid each), 4 epochs: about 30 to 40 s of training per fold here.
   (a) one sweep of ONE trial (num_samples 1, max_concurrent 1, a choice of one lr) with
       search.cv: true: members_in_parallel is min(2 folds, 2 CPUs // (1 x 1)) = 2, so
-      the two folds train side by side in two Ray actors in the trial's placement group;
+      the two folds train side by side, one in the trial's own process and one in a Ray
+      actor in the trial's placement group;
   (b) the same trial's two folds one after the other, as a user trained folds before
       search.cv: the same config with search.cv: false and data.split.fold: 0, then a
       second sweep with fold: 1, timed together.
 The target is 1.6 and not 2: two processes on two cores do not train twice as fast as
-one. (a)'s folds share the cores with the trial's own process (it waits on ray.get, but
-receives and unpickles both members' states and writes a checkpoint every epoch), with
+one. (a)'s folds share the cores with the trial's bookkeeping (it receives the actor's
+member state and writes a checkpoint every epoch), with
 the driver (Tune's loop, the MLflow callback, Optuna) and Ray's own processes, and with
-each other for memory bandwidth and caches; and (a) starts its two member actors inside
-the trial, two more processes importing torch and trial at once on the 2 cores, and
-scores both folds' models in its evaluation. (b) pays a sweep's fixed costs twice, which
+each other for memory bandwidth and caches; and (a) starts a member actor inside the
+trial, one more process importing torch and trial on the 2 cores, and scores both
+folds' models in its evaluation. (b) pays a sweep's fixed costs twice, which
 pulls the ratio towards 2, not away from it.
 The in-trial time (Tune's time_total_s of each trial, summed over the variant's sweeps)
 is printed beside the wall time, and the fixed cost outside the trials per sweep (wall
 minus the trials' span: pre-flight, MLflow runs, Tune set-up, evaluation, model and
-report logging). (a)'s in-trial time includes starting its two member actors (about 8 s
-in the smoke run), while a trial's own process starts before Tune's clock does: compare
+report logging). (a)'s in-trial time includes starting its member actor, while a trial's own process starts before Tune's clock does: compare
 the wall times.
 
 Part 2, `sweep` (target: c/d <= 1.0, "no slower"). 5 folds of 1,000 recordings (640
@@ -54,7 +54,7 @@ Printed per variant: medians and spreads (max - min) of the wall and in-trial ti
 the rounds, each round's wall time; then the ratios of the medians against the
 baseline measured in the same run, with the target and met/missed. Nothing here asserts
 a target. Time estimates for this 2-core machine, from the smoke run's fixed costs
-(about 8 to 10 s per sweep outside its trials, 8 s to start (a)'s member actors) and
+(about 8 to 10 s per sweep outside its trials, seconds to start (a)'s member actor) and
 epoch.py's epoch time (about 8 s for 1,400 recordings on one thread): the default run is
 data generation, two warm-up sweeps (about 1.5 minutes) and 3 rounds of (a) about 50 s,
 (b) about 85 s, (c) about 75 s and (d) about 115 s. The smoke run gives no figure to
