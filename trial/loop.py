@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from trial.augment import CUTMIX_KINDS, cutmix, mixup
-from trial.config import SEARCHED_SEED
+from trial.config import SEARCHED_SEED, SweepConfig
 from trial.context import CHECKPOINT_FILE, SolverContext
 from trial.data import PreparedData, SplitData, open_split
 from trial.errors import ConfigError, first_line
@@ -58,6 +58,11 @@ def ensemble_members(folds: int | None, repeats: int) -> tuple[Member, ...]:
     if fold_values == [None] and repeat_values == [None]:
         return ()
     return tuple(Member(fold, repeat) for fold in fold_values for repeat in repeat_values)
+
+
+def sweep_members(config: SweepConfig) -> tuple[Member, ...]:
+    """The models each trial of this sweep trains: every fold (search.cv) x every repeat."""
+    return ensemble_members(config.data.split.folds if config.search.cv else None, config.search.repeats)
 
 
 @dataclass(frozen=True)

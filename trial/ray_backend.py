@@ -33,8 +33,8 @@ from trial.loop import (
     MemberTrainings,
     TrialJob,
     best_member_weights,
-    ensemble_members,
     train_ensemble,
+    sweep_members,
     train_solver,
 )
 from trial.runs import metric_file_label
@@ -258,15 +258,11 @@ def members_in_parallel(config: SweepConfig, cluster_cpus: float) -> int:
     train one after another in the trial's own process (no actor to start)."""
     if not config.search.ensemble:
         return 1
-    members = len(ensemble_members(_cv_folds(config), config.search.repeats))
+    members = len(sweep_members(config))
     # Trials at once: never more than the sweep has, so a 1-trial sweep's folds get every CPU.
     concurrent = min(config.search.max_concurrent, config.search.num_samples)
     per_trial = cluster_cpus // (concurrent * config.scaling.cpus_per_worker)
     return int(max(1, min(members, per_trial)))
-
-
-def _cv_folds(config: SweepConfig) -> int | None:
-    return config.data.split.folds if config.search.cv else None
 
 
 def _trial_resources(scaling: ScalingConfig, parallel: int = 1) -> dict[str, float] | tune.PlacementGroupFactory:

@@ -23,7 +23,7 @@ from trial.config import SweepConfig
 from trial.data import PreparedData, open_split, prepare_data, probability_frame
 from trial.errors import ConfigError, SweepInterrupted
 from trial.evaluation import evaluate_best
-from trial.loop import TrialJob, best_member_weights, ensemble_members, read_weights
+from trial.loop import TrialJob, best_member_weights, read_weights, sweep_members
 from trial.model import ModelSpec, check_registry, reference, register_model, save_model
 from trial.plugins import load_reader, shipped_modules
 from trial.preflight import fit_debug_batch_size, preflight
@@ -204,7 +204,7 @@ def sweep_job(config: SweepConfig, prepared: PreparedData) -> TrialJob:
         threads=config.scaling.cpus_per_worker,
         use_gpu=config.scaling.use_gpu,
         pretrained=read_weights(init_from) if init_from is not None else None,
-        members=ensemble_members(config.data.split.folds if config.search.cv else None, config.search.repeats),
+        members=sweep_members(config),
     )
 
 

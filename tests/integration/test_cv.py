@@ -5,14 +5,13 @@ process; the sweep's ensemble is the model `trial predict` uses."""
 from __future__ import annotations
 
 import copy
-import threading
 
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.trial_processes import kill_trial_process, results
+from tests.trial_processes import only_child_run, sweep_killed_once
 from trial.config import resolve
 from trial.data import open_split, prepare_data
 from trial.model import load_predictor
@@ -35,13 +34,6 @@ def cv_config(raw: dict, name: str):
     return resolve(raw)
 
 
-def child_run(client: MlflowClient, parent_run_id: str):
-    experiment = client.get_experiment_by_name("tiny")
-    children = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
-    assert len(children) == 1
-    return children[0]
-
-
 def history(client: MlflowClient, run_id: str, metric: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in client.get_metric_history(run_id, metric)]
 
@@ -54,20 +46,14 @@ def downloaded(client: MlflowClient, run_id: str, path: str, folder) -> pd.DataF
 
 def test_a_killed_cv_trial_resumes_every_fold_and_ends_as_an_uninterrupted_one(ray_cluster, tiny_config_data):
     config = cv_config(tiny_config_data, "cv-killed")
-    experiment = config.storage_path / config.name
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_trial_process, args=(experiment, 2, killed), daemon=True)
-    killer.start()
-    outcome = run_sweep(config, verbose=0)
-    killer.join()
+    outcome, killed, restarted = sweep_killed_once(config, at_epoch=2)
     reference = run_sweep(cv_config(tiny_config_data, "cv-reference"), verbose=0)
 
     assert killed, "the trial finished before its process could be killed"
-    restarted = [r for r in results(experiment) if r["pid"] != killed[0]]
     assert restarted and min(r["epoch"] for r in restarted) > 1  # from a checkpoint, not from epoch 1
 
     client = MlflowClient(config.tracking_uri)
-    run, reference_run = child_run(client, outcome.parent_run_id), child_run(client, reference.parent_run_id)
+    run, reference_run = only_child_run(client, "tiny", outcome.parent_run_id), only_child_run(client, "tiny", reference.parent_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["seeds"] == "fold0:42,fold1:42,fold2:42"
     for metric in ("valid/auroc", "valid/auroc_std", "train/loss", *(f"fold{k}/valid/loss" for k in range(FOLDS))):
         logged = history(client, run.info.run_id, metric)
@@ -84,6 +70,7 @@ def test_a_killed_cv_trial_resumes_every_fold_and_ends_as_an_uninterrupted_one(r
     assert parent.data.tags["trial.members"] == "fold0,fold1,fold2"
     assert outcome.test_metrics == pytest.approx(reference.test_metrics, abs=1e-6)
     assert {f"test/fold{k}/auroc" for k in range(FOLDS)} | {"test/vote/accuracy"} <= set(parent.data.metrics)
+    experiment = config.storage_path / config.name
     trial_folder = next(path for path in experiment.iterdir() if path.is_dir() and list(path.glob("*.pt")))
     assert sorted(path.name.split("-")[2] for path in trial_folder.glob("*.pt")) == ["fold0", "fold1", "fold2"]
 

@@ -3,13 +3,12 @@ exactly as an uninterrupted trial with the same seed, in one child run, each epo
 from __future__ import annotations
 
 import copy
-import threading
 
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
-from tests.trial_processes import kill_trial_process, results
+from tests.trial_processes import only_child_run, sweep_killed_once
 from trial.config import resolve
 from trial.sweep import run_sweep
 
@@ -27,31 +26,18 @@ def one_trial(raw: dict, name: str):
     return resolve(raw)
 
 
-def child_run(client: MlflowClient, parent_run_id: str):
-    experiment = client.get_experiment_by_name("tiny")
-    children = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
-    assert len(children) == 1
-    return children[0]
-
-
 def test_killed_worker_restarts_from_checkpoint_with_the_same_result(ray_cluster, tiny_config_data):
     config = one_trial(tiny_config_data, "killed")
-    experiment = config.storage_path / config.name
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_trial_process, args=(experiment, 2, killed), daemon=True)
-    killer.start()
-    outcome = run_sweep(config, verbose=0)
-    killer.join()
+    outcome, killed, restarted = sweep_killed_once(config, at_epoch=2)
     reference = run_sweep(one_trial(tiny_config_data, "reference"), verbose=0)
 
     assert killed, "the trial finished before its process could be killed"
-    restarted = [r for r in results(experiment) if r["pid"] != killed[0]]
     # Tune started a new process, which went on from a checkpoint, not from epoch 1.
     assert restarted and min(r["epoch"] for r in restarted) > 1
     assert max(r["epoch"] for r in restarted) == EPOCHS
 
     client = MlflowClient(config.tracking_uri)
-    run, reference_run = child_run(client, outcome.parent_run_id), child_run(client, reference.parent_run_id)
+    run, reference_run = only_child_run(client, "tiny", outcome.parent_run_id), only_child_run(client, "tiny", reference.parent_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["trial.status"] == "completed"
     # A single-worker trial runs in the trial's own process: its tags name this Ray node.
     assert run.data.tags["nodes"] == f"0:{ray.get_runtime_context().get_node_id()}"
