@@ -2,7 +2,7 @@
 against one single-fold sweep per fold (issue 13).
 
     python benchmarks/cv.py                     # 3 rounds of both parts (about 18 minutes on 2 cores)
-    python benchmarks/cv.py --smoke             # tiny data, 1 epoch, 1 round: a smoke check of the script (3 minutes)
+    python benchmarks/cv.py --smoke             # tiny data, 1 or 2 epochs, 1 round: a smoke check of the script (3 minutes)
     python benchmarks/cv.py --only parallel     # or --only sweep: one part
 
 Every variant is a real sweep, `trial.sweep.run_sweep` (pre-flight, MLflow parent and
@@ -34,6 +34,11 @@ each other for memory bandwidth and caches; and (a) starts a member actor inside
 trial, one more process importing torch and trial on the 2 cores, and scores both
 folds' models in its evaluation. (b) pays a sweep's fixed costs twice, which
 pulls the ratio towards 2, not away from it.
+Where the target is lost is printed beside it: the epochs after the first (Tune's
+time_this_iter_s; an epoch of (a) trains both folds, one of (b) one fold), and the
+machine's own ceiling: plain torch (benchmarks/epoch.py's hand-written epoch, no Ray, no
+trial) training fold 0 and fold 1 for one epoch in two processes at once against one
+after the other, interleaved, `rounds` times.
 The in-trial time (Tune's time_total_s of each trial, summed over the variant's sweeps)
 is printed beside the wall time, and the fixed cost outside the trials per sweep (wall
 minus the trials' span: pre-flight, MLflow runs, Tune set-up, evaluation, model and
@@ -65,6 +70,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import statistics
 import sys
@@ -116,7 +122,7 @@ class Sizes:
 
 SIZES = {
     "full": Sizes(parallel_recordings=3000, parallel_epochs=4, sweep_recordings=1000, sweep_epochs=3),
-    "smoke": Sizes(parallel_recordings=300, parallel_epochs=1, sweep_recordings=300, sweep_epochs=1),
+    "smoke": Sizes(parallel_recordings=300, parallel_epochs=2, sweep_recordings=300, sweep_epochs=1),
 }
 
 
@@ -132,6 +138,8 @@ class Timing:
     sweeps: int = 0
     searched: list[list[float]] = field(default_factory=list)
     """Each sweep's searched lr values, sorted (trials run concurrently, ids are random)."""
+    later_epochs: list[float] = field(default_factory=list)
+    """Tune's time_this_iter_s of every trial's epochs after the first (the first includes set-up)."""
 
 
 def bench_config(
@@ -165,21 +173,34 @@ def run_variant(configs: list[SweepConfig]) -> Timing:
         outcome = run_sweep(config, verbose=0)
         timing.wall += time.perf_counter() - start
         trials = trial_results(Path(outcome.experiment_path))
-        timing.in_trial += sum(seconds for _start, seconds, _lr in trials)
-        timing.span += max(begin + seconds for begin, seconds, _ in trials) - min(begin for begin, _, _ in trials)
+        timing.in_trial += sum(trial.seconds for trial in trials)
+        timing.span += max(trial.start + trial.seconds for trial in trials) - min(trial.start for trial in trials)
         timing.sweeps += 1
-        timing.searched.append(sorted(lr for _start, _seconds, lr in trials))
+        timing.searched.append(sorted(trial.lr for trial in trials))
+        timing.later_epochs += [seconds for trial in trials for seconds in trial.epochs[1:]]
     return timing
 
 
-def trial_results(experiment: Path) -> list[tuple[float, float, float]]:
-    """(start, time_total_s, searched lr) of each trial of a sweep, from Tune's result.json
-    (its timestamp, the last report's, is in whole seconds)."""
+@dataclass(frozen=True)
+class TrialResult:
+    start: float
+    """Tune's timestamp of the last report (whole seconds) less time_total_s."""
+    seconds: float
+    """time_total_s."""
+    lr: float
+    epochs: list[float]
+    """time_this_iter_s of each report, one per epoch."""
+
+
+def trial_results(experiment: Path) -> list[TrialResult]:
+    """Each trial of a sweep, from Tune's result.json."""
     trials = []
     for result_file in experiment.glob("*/result.json"):
-        last = json.loads(result_file.read_text().strip().splitlines()[-1])
+        reports = [json.loads(line) for line in result_file.read_text().strip().splitlines()]
+        last = reports[-1]
         seconds = last["time_total_s"]
-        trials.append((last["timestamp"] - seconds, seconds, last["config"]["lr"]))
+        trials.append(TrialResult(last["timestamp"] - seconds, seconds, last["config"]["lr"],
+                                  [report["time_this_iter_s"] for report in reports]))
     if not trials:
         raise RuntimeError(f"no trial results in {experiment}")
     return trials
@@ -220,6 +241,55 @@ def median_wall(rounds: list[Timing]) -> float:
     return statistics.median(t.wall for t in rounds)
 
 
+def _train_fold_plainly(config: SweepConfig, fold: int, epochs: int, start_together: Any, seconds: Any) -> None:
+    """In a fresh process: `epochs` plain torch epochs of one fold's training rows on one
+    thread, timed from the moment every process of the measurement is ready."""
+    import torch
+
+    from benchmarks.epoch import plain_torch_epoch
+    from trial.data import open_split
+    from trial.sampler import BalancedBatchSampler, composite_keys
+
+    torch.set_num_threads(1)
+    prepared = prepare_data(config)
+    train = open_split(prepared, "train", fold=fold)
+    solver = config.solver.cls(config.solver.params)
+    sampler = BalancedBatchSampler(composite_keys(train.frame, prepared.balance), solver.params.batch_size, seed=config.seed)
+    torch.manual_seed(fold)
+    model = solver.build_model(prepared.input_shape, prepared.num_classes)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=solver.params.lr)
+    start_together.wait()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        plain_torch_epoch(model, optimizer, train.batches(sampler))
+    seconds.put(time.perf_counter() - start)
+
+
+def plain_folds_seconds(config: SweepConfig, folds: list[int], epochs: int) -> float:
+    """Training time of `folds` in one process each, started together: the slowest's."""
+    context = multiprocessing.get_context("spawn")
+    start_together, seconds = context.Barrier(len(folds)), context.Queue()
+    processes = [context.Process(target=_train_fold_plainly, args=(config, fold, epochs, start_together, seconds))
+                 for fold in folds]
+    for process in processes:
+        process.start()
+    slowest = max(seconds.get() for _ in processes)
+    for process in processes:
+        process.join()
+    return slowest
+
+
+def machine_ceiling(config: SweepConfig, epochs: int, rounds: int) -> tuple[list[float], list[float]]:
+    """What two cores give two trainings at once, nothing of trial or Ray's in the loop:
+    folds 0 and 1 each trained alone, one after the other, against both at once (rounds
+    interleaved). Returns (one after the other, at once) seconds per round."""
+    after, together = [], []
+    for _ in range(rounds):
+        after.append(plain_folds_seconds(config, [0], epochs) + plain_folds_seconds(config, [1], epochs))
+        together.append(plain_folds_seconds(config, [0, 1], epochs))
+    return after, together
+
+
 def bench_parallel(folder: Path, sizes: Sizes, rounds: int) -> list[str]:
     n, epochs = sizes.parallel_recordings, sizes.parallel_epochs
 
@@ -243,11 +313,22 @@ def bench_parallel(folder: Path, sizes: Sizes, rounds: int) -> list[str]:
     a, b = median_wall(timings["a"]), median_wall(timings["b"])
     inside = {name: statistics.median(t.in_trial for t in rounds_) for name, rounds_ in timings.items()}
     speedup = b / a
+    # An epoch of (a) trains both folds, one of (b) one fold.
+    epoch = {name: statistics.median(s for t in rounds_ for s in t.later_epochs) for name, rounds_ in timings.items()}
+    after, together = machine_ceiling(cv_config, 1, rounds)
+    print(f"plain torch, 1 epoch of fold 0 and of fold 1 on 1 thread each (no Ray, no trial), {rounds} round(s): "
+          f"one after the other {statistics.median(after):.1f} s (spread {max(after) - min(after):.1f}), "
+          f"at once {statistics.median(together):.1f} s (spread {max(together) - min(together):.1f})", flush=True)
     lines = [
         f"parallel: speed-up b/a (2 folds one after the other / 2-fold CV trial, wall, medians): {speedup:.2f} "
         f"(target >= {PARALLEL_TARGET}), {met_or_missed(speedup, PARALLEL_TARGET, at_most=False)}",
         f"parallel: in-trial b/a (Tune's time_total_s, medians): {inside['b'] / inside['a']:.2f}; "
         f"outside the trials: a {a - inside['a']:.1f} s (1 sweep), b {b - inside['b']:.1f} s (2 sweeps)",
+        f"parallel: epochs after the first (train + valid, Tune's time_this_iter_s, medians): a {epoch['a']:.1f} s "
+        f"(both folds), b {epoch['b']:.1f} s (one fold): 2 folds' epochs at once {2 * epoch['b'] / epoch['a']:.2f}x "
+        f"as fast as one after the other",
+        f"parallel: the machine's own ceiling, plain torch trainings in 2 processes at once against one after the "
+        f"other (medians): {statistics.median(after) / statistics.median(together):.2f}x",
     ]
     print("\n".join(lines), flush=True)
     return lines
@@ -289,7 +370,7 @@ def bench_sweep(folder: Path, sizes: Sizes, rounds: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="rounds of every variant, interleaved (default 3)")
-    parser.add_argument("--smoke", action="store_true", help="tiny data, 1 epoch, 1 round: a smoke check of the script")
+    parser.add_argument("--smoke", action="store_true", help="tiny data, 1 or 2 epochs, 1 round: a smoke check of the script")
     parser.add_argument("--only", choices=["parallel", "sweep"], action="append", help="run only this part (repeatable)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -305,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             ray.shutdown()
     if args.smoke:
-        lines.append("note: a smoke run (tiny data, 1 epoch, 1 round): its figures are start-up costs, not the targets' measure")
+        lines.append("note: a smoke run (tiny data, 1 or 2 epochs, 1 round): its figures are start-up costs, not the targets' measure")
     print("\n".join(["", "cv summary:", *lines]))
 
 

@@ -32,6 +32,16 @@ from trial.loop import Trainer, build_model
 from trial.sampler import BalancedBatchSampler, composite_keys
 
 
+def plain_torch_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches) -> None:
+    """One epoch as a team writes it by hand: zero_grad, forward, cross-entropy, backward, step."""
+    model.train()
+    for x, y in batches:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data and one round, for a smoke check")
@@ -61,12 +71,7 @@ def run(folder: Path, n_recordings: int, rounds: int) -> None:
         trainer.train_epoch(platform_model, train.batches(sampler))
 
     def plain_epoch() -> None:
-        plain_model.train()
-        for x, y in train.batches(sampler):
-            plain_optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(plain_model(x), y)
-            loss.backward()
-            plain_optimizer.step()
+        plain_torch_epoch(plain_model, plain_optimizer, train.batches(sampler))
 
     variants = {"trial loop": platform_epoch, "plain loop": plain_epoch}
     for epoch in variants.values():
