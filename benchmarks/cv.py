@@ -1,7 +1,7 @@
 """Ensemble (k-fold CV) trials' speed: a CV trial's folds side by side, and a CV sweep
 against one single-fold sweep per fold (issue 13).
 
-    python benchmarks/cv.py                     # 3 rounds of both parts (about 18 minutes on 2 cores)
+    python benchmarks/cv.py                     # 3 rounds of both parts (10 to 20 minutes on 2 cores)
     python benchmarks/cv.py --smoke             # tiny data, 1 or 2 epochs, 1 round: a smoke check of the script (3 minutes)
     python benchmarks/cv.py --only parallel     # or --only sweep: one part
 
@@ -18,7 +18,7 @@ timed around its run_sweep calls; every sweep has its own name (Tune storage) an
 log into one MLflow experiment. Stores live in a temporary folder, removed at the end.
 
 Part 1, `parallel` (target: b/a >= 1.6). 2 folds of 3,000 recordings (1,200 train
-and 1,200 valid each), 4 epochs: about 30 to 40 s of training per fold here.
+and 1,200 valid each), 4 epochs: 12 to 35 s of training per fold on this machine's hosts.
   (a) one sweep of ONE trial (num_samples 1, max_concurrent 1, a choice of one lr) with
       search.cv: true: members_in_parallel is min(2 folds, 2 CPUs // (1 x 1)) = 2, so
       the two folds train side by side, one in the trial's own process and one in a Ray
@@ -58,12 +58,13 @@ Both train the same 5 x S fold models; (c) pays the fixed costs once, (d) five t
 Printed per variant: medians and spreads (max - min) of the wall and in-trial times over
 the rounds, each round's wall time; then the ratios of the medians against the
 baseline measured in the same run, with the target and met/missed. Nothing here asserts
-a target. Time estimates for this 2-core machine, from the smoke run's fixed costs
-(about 8 to 10 s per sweep outside its trials, seconds to start (a)'s member actor) and
-epoch.py's epoch time (about 8 s for 1,400 recordings on one thread): the default run is
-data generation, two warm-up sweeps (about 1.5 minutes) and 3 rounds of (a) about 50 s,
-(b) about 85 s, (c) about 75 s and (d) about 115 s. The smoke run gives no figure to
-quote: with 1 epoch of 120 recordings its ratios are those of the fixed costs.
+a target. Times on this 2-core machine (2026-12-01): fixed costs of about 4 s per sweep
+outside its trials, about 3 s more in (a)'s first epoch (its member actor starting: a
+fresh Ray worker importing torch, scikit-learn and trial, then opening the data), epochs
+of about 3 s per fold; rounds of (a) about 22 s, (b) 35 s, (c) 34 s, (d) 52 s, the whole
+run 10 minutes. On 2026-11-30's host, slower by 2.5x, it took 19 minutes. The smoke run
+gives no figure to quote: with 1 or 2 epochs of 120 recordings its ratios are those of
+the fixed costs.
 """
 from __future__ import annotations
 

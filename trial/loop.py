@@ -176,9 +176,13 @@ def train_ensemble(job: TrialJob, ctx: SolverContext, open_pool: Callable[[Mappi
 
     # 2. One epoch of every member, then one report for the trial.
     try:
-        nodes = ",".join(f"{label}:{node}" for label, node in pool.nodes().items())
+        nodes = None
         for epoch in range(progress.epoch, job.params.epochs):
             results = pool.train_epoch(epoch)
+            if nodes is None:
+                # Asked after the first epoch: before it, this would wait for the member
+                # actors' start-up while the trial's own members could already train.
+                nodes = ",".join(f"{label}:{node}" for label, node in pool.nodes().items())
             member_metrics = {label: metrics for label, (metrics, _) in results.items()}
             metrics = ensemble_metrics(member_metrics)
             improved, stop = progress.record(metrics[job.metric])

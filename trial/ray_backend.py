@@ -302,13 +302,13 @@ def concurrency_cap(config: SweepConfig, cluster_cpus: float, parallel: int = 1)
     actors) that cannot all start would wait forever."""
     per_trial = max(config.scaling.num_workers, parallel) * config.scaling.cpus_per_worker
     fits = max(1, int(cluster_cpus // per_trial))
-    if config.search.max_concurrent > fits:
+    # A sweep of fewer trials than max_concurrent never runs more at once: nothing to warn of.
+    if min(config.search.max_concurrent, config.search.num_samples) > fits:
         warnings.warn(
             f"search.max_concurrent={config.search.max_concurrent} lowered to {fits}: each trial needs "
             f"{per_trial} CPUs (scaling.num_workers x cpus_per_worker) and the cluster has {cluster_cpus:g}"
         )
-        return fits
-    return config.search.max_concurrent
+    return min(config.search.max_concurrent, fits)
 
 
 # -- connecting -----------------------------------------------------------------------------

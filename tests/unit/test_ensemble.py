@@ -5,6 +5,7 @@ tests/integration/test_cv.py."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from trial.loop import (
     train_solver,
 )
 from trial.metrics import vote_metrics
-from trial.ray_backend import members_in_parallel
+from trial.ray_backend import concurrency_cap, members_in_parallel
 from trial.seeding import repeat_seed
 from trial.sweep import sweep_job
 
@@ -244,3 +245,21 @@ def test_members_train_side_by_side_on_the_cpus_left_to_each_trial(tmp_path, sea
     if not search.get("cv"):
         raw["data"]["split"] = {"valid": 0.2, "test": 0.2}
     assert members_in_parallel(resolve(raw), cpus) == expected
+
+
+@pytest.mark.parametrize(
+    ("search", "cpus", "expected", "warns"),
+    [
+        ({"cv": True, "num_samples": 1, "max_concurrent": 2}, 2, 1, False),  # one trial: nothing was lowered
+        ({"cv": True, "num_samples": 6, "max_concurrent": 2}, 2, 2, False),  # folds in turn, 2 trials fit
+        ({"cv": True, "num_samples": 6, "max_concurrent": 4}, 2, 2, True),
+    ],
+)
+def test_max_concurrent_is_lowered_with_a_warning_only_when_trials_would_wait(tmp_path, search, cpus, expected, warns):
+    config = resolve(raw_config(tmp_path, **search))
+    parallel = members_in_parallel(config, cpus)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert concurrency_cap(config, cpus, parallel) == expected
+    lowered = [str(w.message) for w in caught if "lowered to" in str(w.message)]
+    assert bool(lowered) == warns, lowered
