@@ -26,7 +26,8 @@ class Evaluation:
     predictions: dict[str, tuple[SplitData, np.ndarray]]
     """split -> its rows and the model's (the ensemble's) probabilities."""
     metrics: dict[str, float]
-    """valid/<m> and test/<m>; an ensemble's also valid/<m>_std, test/<member>/<m>, test/vote/<m>."""
+    """valid/<m> and test/<m>; an ensemble's also valid/<m>_std, valid/<member>/<m> (on the
+    rows it held out), test/<member>/<m>, test/vote/<m>."""
     member_predictions: dict[str, tuple[SplitData, np.ndarray]] = field(default_factory=dict)
     """An ensemble's: member label -> its test rows and probabilities."""
 
@@ -65,8 +66,9 @@ def _evaluate_ensemble(job: TrialJob, weights: Mapping[str, Mapping[str, torch.T
         metrics.update(split_metrics(test, proba, prefix=f"test/{label}"))
     metrics.update({f"test/{VOTE}/{name}": value for name, value in vote_metrics(test.y, test_proba).items()})
 
-    # Valid: each member on the rows it held out; the mean (and spread) of their metrics,
-    # and every held-out row's mean probability over the members that held it out.
+    # Valid: each member on the rows it held out (valid/<member>/<m>: what one member would
+    # be picked by, test unseen); the mean (and spread) of their metrics, and every held-out
+    # row's mean probability over the members that held it out.
     totals = np.zeros((len(frame), job.data.num_classes))
     counts = np.zeros(len(frame), dtype=np.int64)
     member_valid = []
@@ -74,6 +76,7 @@ def _evaluate_ensemble(job: TrialJob, weights: Mapping[str, Mapping[str, torch.T
         valid = open_split(job.data, "valid", frame, fold=member.fold)
         proba = _predict(job, model, valid)
         member_valid.append(split_metrics(valid, proba, prefix="valid"))
+        metrics.update(split_metrics(valid, proba, prefix=f"valid/{member.label}"))
         totals[valid.rows] += proba
         counts[valid.rows] += 1
     for key in member_valid[0]:

@@ -170,6 +170,8 @@ def test_the_ensemble_is_evaluated_out_of_fold_on_valid_and_by_mean_probability_
     best_epoch = max(context.reports, key=lambda r: r["valid/auroc"])
     assert metrics["valid/auroc"] == pytest.approx(best_epoch["valid/auroc"], rel=1e-6)
     assert metrics["valid/auroc_std"] == pytest.approx(best_epoch["valid/auroc_std"], rel=1e-6, abs=1e-9)
+    for k in range(FOLDS):  # each member on the rows it held out, as it reported them at that epoch
+        assert metrics[f"valid/fold{k}/auroc"] == pytest.approx(best_epoch[f"fold{k}/valid/auroc"], rel=1e-6)
     assert set(metrics) >= {"test/vote/accuracy", "test/vote/f1_macro"}
 
 
