@@ -96,9 +96,6 @@ from trial.sweep import run_sweep
 # As trial's CLI: no MLflow INFO lines or progress bars between the figures.
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-# Tune's new console output prints each sweep's settings box even at verbose=0; its
-# legacy reporter prints nothing at 0.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 PARALLEL_TARGET = 1.6
 """Part 1: wall time of the two folds one after the other over the 2-fold CV trial's."""

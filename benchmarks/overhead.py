@@ -1,4 +1,5 @@
-"""Platform overhead: `trial run` against a plain Optuna loop and a bare Ray Tune trainable.
+"""Platform overhead: `trial run` against a plain Optuna loop and a bare Ray Tune trainable,
+and where the platform's extra time goes.
 
 The same N trials (same solver, data, epochs, fixed param values, concurrency 2) run
   (a) `python trial/run.py --config X --quiet`: Ray Tune + Optuna + MLflow, as a user runs it;
@@ -6,26 +7,46 @@ The same N trials (same solver, data, epochs, fixed param values, concurrency 2)
   (c) a bare Ray Tune function trainable running the same solver loop (no Optuna, no MLflow);
 each in its own Python process, timed from the outside, so every variant pays for its
 own interpreter start, imports and (for a, c) Ray start. Two workloads: tiny (about
-1 s of compute per trial) and realistic (10 to 20 s per trial on this machine).
-(d) times one trial on 1 and on 2 TorchTrainer workers (a compute-bound solver) and
-reports the worker group's start-up cost. The peak memory (PSS, shared pages counted
-once) of (a) on the realistic workload shows the data is shared through the packed,
-memory-mapped cache instead of being copied per trial.
+1 s of compute per trial) and realistic (10 to 20 s per trial on this machine). Each
+workload runs --rounds rounds (default 3) of a, b, c interleaved (a b c a b c ...);
+printed per variant: the median wall time, its spread (max - min) and every round's,
+then the ratios of the medians.
 
-    python benchmarks/overhead.py [--trials 8] [--only tiny|realistic|workers]
+Where the time goes: every variant runs with TRIAL_TIMINGS set (trial/timings.py), so
+the platform's driver records its phases (process start and imports, tracking store,
+data and manifest, pre-flight, Ray start, MLflow writes, the trials under Tune, the best
+trial's evaluation and model, the report) and every trial process its own (process
+start and imports, set-up, epochs, report and checkpoint). The breakdown prints their
+medians over the rounds: the driver's in wall seconds, the trials' summed over the N
+trials and per trial, beside the same spans of (b) and (c), which run the same
+solver loop. "Trials' slots not in trial code" is what the trial phase's wall time
+leaves in its 2 slots once every trial's own spans are taken out: Tune starting and
+stopping trials, handling results, waiting.
 
-Targets (issue 5): realistic a/b <= 1.10, tiny a/c <= 1.3.
+(d) times one realistic trial on 1 and on 2 TorchTrainer workers (a compute-bound
+solver) and reports the worker group's start-up cost, beside (e) a bare TorchTrainer:
+2 CPU workers whose function imports torch and reports once, nothing of trial's, its
+fit() timed inside a process that has already started Ray. The peak memory (PSS, shared
+pages counted once) of (a) on the realistic workload shows the data is shared through
+the packed, memory-mapped cache instead of being copied per trial.
+
+    python benchmarks/overhead.py [--trials 8] [--rounds 3] [--only tiny|realistic|workers]
+
+Goals (issue 14): realistic a/b <= 1.05, tiny a/c <= 1.15, tiny a/b <= 1.8, realistic
+fixed per-trial cost <= 2 s, worker-group start-up <= 5 s, peak PSS <= 1.8 GiB.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -41,10 +62,11 @@ WORKLOADS = {
 CONCURRENCY = 2
 
 
-def sweep_config(workdir: Path, workload: str, trials: int, num_workers: int = 1) -> Path:
+def sweep_config(workdir: Path, workload: str, trials: int, num_workers: int = 1, round_: int = 0) -> Path:
+    """The sweep's config file; each round its own name (Tune storage, Optuna study)."""
     spec = WORKLOADS[workload]
     config = {
-        "name": f"overhead-{workload}-w{num_workers}",
+        "name": f"overhead-{workload}-w{num_workers}-r{round_}",
         "seed": 0,
         "data": {
             "dataset": "demo_ecg",
@@ -127,19 +149,63 @@ def run_bare_tune(config_path: Path) -> dict:
         tune.with_resources(trainable, {"CPU": 1}),
         param_space={"lr": 1.0e-3},
         tune_config=tune.TuneConfig(num_samples=config.search.num_samples, max_concurrent_trials=CONCURRENCY, reuse_actors=True),
-        run_config=tune.RunConfig(name="bare-tune", storage_path=config.storage, verbose=0),
+        run_config=tune.RunConfig(name=f"bare-tune-{time.time_ns()}", storage_path=config.storage, verbose=0),
     ).fit()
     return {"trial_seconds": [r.metrics["time_total_s"] for r in results]}
 
 
-def run_child(variant: str, config_path: Path, memory: bool = False) -> dict:
-    """Run one variant in a fresh Python process; wall time measured from out here."""
+def run_bare_torchtrainer(config_path: Path) -> dict:
+    """(e): Ray Train's own cost, nothing of trial's: a TorchTrainer of 2 CPU workers whose
+    function imports torch and reports once; fit() timed after Ray has started."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    def report_once() -> None:
+        import torch  # noqa: F401 - what every worker of trial's imports first
+        from ray import train
+
+        train.report({"done": 1})
+
+    storage = yaml.safe_load(config_path.read_text())["storage"]
+    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False)
+    start = time.perf_counter()
+    TorchTrainer(
+        report_once, scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name=f"bare-torchtrainer-{time.time_ns()}", storage_path=storage),
+    ).fit()
+    return {"fit_seconds": time.perf_counter() - start}
+
+
+CHILDREN = {"optuna": run_plain_optuna, "tune": run_bare_tune, "torchtrainer": run_bare_torchtrainer}
+
+
+@dataclass
+class Run:
+    """One variant's run in its own process."""
+
+    wall: float
+    started: float
+    """Epoch seconds when the process was started."""
+    trial_seconds: list[float] = field(default_factory=list)
+    spans: list[dict] = field(default_factory=list)
+    """trial.timings' spans of every process of the run."""
+    peak_pss_mb: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def run_child(variant: str, config_path: Path, memory: bool = False) -> Run:
+    """Run one variant in a fresh Python process, trial.timings on; wall time measured from out here."""
     if variant == "platform":
         command = [sys.executable, str(PROJECT_ROOT / "trial" / "run.py"), "--config", str(config_path), "--quiet"]
     else:
         command = [sys.executable, __file__, "--child", variant, "--config", str(config_path)]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config_path.parent)
+    spans_file = config_path.parent / f"timings-{variant}-{time.time_ns()}.jsonl"
+    env = {**os.environ, "TRIAL_TIMINGS": str(spans_file)}
+    started, start = time.time(), time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config_path.parent, env=env
+    )
     sampler = PeakPss(process.pid) if memory else None
     stdout, stderr = process.communicate()
     wall = time.perf_counter() - start
@@ -147,12 +213,16 @@ def run_child(variant: str, config_path: Path, memory: bool = False) -> dict:
         sampler.stop()
     if process.returncode != 0:
         raise SystemExit(f"{variant} failed ({process.returncode}):\n{stderr[-3000:]}")
-    result = {"wall": wall}
-    if variant != "platform":
-        result.update(json.loads(stdout.strip().splitlines()[-1]))
-    if sampler:
-        result["peak_pss_mb"] = sampler.peak / 2**20
-    return result
+    run = Run(wall=wall, started=started, peak_pss_mb=sampler.peak / 2**20 if sampler else 0.0)
+    if spans_file.exists():
+        run.spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    if variant == "platform":
+        run.trial_seconds = platform_trial_seconds(config_path)
+    else:
+        result = json.loads(stdout.strip().splitlines()[-1])
+        run.trial_seconds = result.pop("trial_seconds", [])
+        run.extra = result
+    return run
 
 
 def platform_trial_seconds(config_path: Path) -> list[float]:
@@ -217,46 +287,111 @@ def _pss(pid: int) -> int:
 # -- the report ---------------------------------------------------------------------------
 
 
-def compare(workload: str, trials: int, workdir: Path) -> list[str]:
-    config = sweep_config(workdir, workload, trials)
-    warm_up(config)
+VARIANTS = {"a": "platform", "b": "optuna", "c": "tune"}
+LABELS = {"a": "platform (trial run)", "b": "plain Optuna loop", "c": "bare Ray Tune"}
+
+
+def spread_line(name: str, values: list[float], unit: str = "s") -> str:
+    return (f"{name:<34}median {statistics.median(values):7.2f} {unit}  spread {max(values) - min(values):6.2f}   "
+            + " ".join(f"{value:.2f}" for value in values))
+
+
+def compare(workload: str, trials: int, rounds: int, workdir: Path) -> list[str]:
+    warm_up(sweep_config(workdir, workload, trials))
     memory = workload == "realistic"
-    a = run_child("platform", config, memory=memory)
-    a["trial_seconds"] = platform_trial_seconds(config)
-    b = run_child("optuna", config)
-    c = run_child("tune", config)
-    lines = []
-    for name, result in (("a platform", a), ("b plain optuna", b), ("c bare tune", c)):
-        per_trial = sum(result["trial_seconds"]) / len(result["trial_seconds"])
-        lines.append(f"{workload} {name}: wall {result['wall']:.1f} s, {len(result['trial_seconds'])} trials, {per_trial:.2f} s per trial")
-    compute = sum(b["trial_seconds"]) / len(b["trial_seconds"])
-    lines.append(f"{workload} fixed per-trial cost (a's wall x {CONCURRENCY} / N - b's per-trial compute): {a['wall'] * CONCURRENCY / trials - compute:.2f} s")
-    lines.append(f"{workload} a/b (platform vs plain optuna): {a['wall'] / b['wall']:.2f}")
-    lines.append(f"{workload} a/c (platform vs bare tune): {a['wall'] / c['wall']:.2f}")
+    runs: dict[str, list[Run]] = {key: [] for key in VARIANTS}
+    for round_ in range(rounds):
+        config = sweep_config(workdir, workload, trials, round_=round_)
+        for key, variant in VARIANTS.items():
+            runs[key].append(run_child(variant, config, memory=memory and key == "a"))
+            print(f"  {workload} round {round_ + 1} {key}: wall {runs[key][-1].wall:.1f} s", flush=True)
+    wall = {key: [run.wall for run in variant_runs] for key, variant_runs in runs.items()}
+    median = {key: statistics.median(values) for key, values in wall.items()}
+    lines = [f"{workload}: {trials} trials, {CONCURRENCY} at once, {rounds} rounds interleaved; wall seconds per run"]
+    lines += [spread_line(f"{workload} {key}) {LABELS[key]}", wall[key]) for key in VARIANTS]
+    per_trial = {key: [statistics.mean(run.trial_seconds) for run in variant_runs] for key, variant_runs in runs.items()}
+    lines += [spread_line(f"{workload} {key}) seconds per trial", per_trial[key]) for key in VARIANTS]
+    compute = statistics.median(per_trial["b"])
+    fixed = [run.wall * CONCURRENCY / trials - compute for run in runs["a"]]
+    lines.append(spread_line(f"{workload} fixed per-trial cost", fixed) + f"   (a's wall x {CONCURRENCY} / N - b's per-trial compute)")
+    lines.append(f"{workload} a/b (platform vs plain Optuna, medians): {median['a'] / median['b']:.2f}")
+    lines.append(f"{workload} a/c (platform vs bare Tune, medians): {median['a'] / median['c']:.2f}")
     if memory:
         data_mb = sum(f.stat().st_size for f in (workdir / "trial_runs" / "cache").glob("arrays-*.npy")) / 2**20
-        lines.append(f"{workload} peak PSS of (a), {CONCURRENCY} concurrent trials: {a['peak_pss_mb']:.0f} MiB (packed data {data_mb:.0f} MiB, mapped once)")
+        pss = [run.peak_pss_mb for run in runs["a"]]
+        lines.append(spread_line(f"{workload} peak PSS of (a)", pss, "MiB") + f"   (packed data {data_mb:.0f} MiB, mapped once)")
+    lines += breakdown(workload, runs, trials)
     return lines
 
 
-def compare_workers(workdir: Path) -> list[str]:
-    lines = []
-    timings = {}
-    for workers in (1, 2):
-        config = sweep_config(workdir, "realistic", trials=1, num_workers=workers)
-        warm_up(config)
-        run_child("platform", config)
-        data = yaml.safe_load(config.read_text())
-        result_file = next((Path(data["storage"]) / data["name"]).glob("*/result.json"))
-        iterations = [json.loads(line) for line in result_file.read_text().strip().splitlines()]
-        epoch_times = [r["time_this_iter_s"] for r in iterations]
-        steady = sorted(epoch_times[1:])[len(epoch_times[1:]) // 2]
-        timings[workers] = (iterations[-1]["time_total_s"], epoch_times[0] - steady, steady)
-    (t1, start1, epoch1), (t2, start2, epoch2) = timings[1], timings[2]
-    lines.append(f"workers: 1 worker {t1:.1f} s (epoch {epoch1:.2f} s), 2 TorchTrainer workers {t2:.1f} s (epoch {epoch2:.2f} s)")
-    lines.append(f"workers (d) epoch speedup 2 vs 1 workers: {epoch1 / epoch2:.2f}; whole trial: {t1 / t2:.2f}")
-    lines.append(f"workers (d) worker group start-up cost: {start2 - start1:.1f} s (first epoch minus a steady epoch, over the in-process trial's)")
+def breakdown(workload: str, runs: dict[str, list[Run]], trials: int) -> list[str]:
+    """Where (a)'s time goes, from trial.timings' spans (medians over the rounds), beside
+    the same trial spans of (b) and (c)."""
+    def totals(run: Run) -> dict[str, float]:
+        summed: dict[str, float] = {}
+        for span in run.spans:
+            summed[span["span"]] = summed.get(span["span"], 0.0) + span["seconds"]
+        return summed
+
+    per_run = {key: [totals(run) for run in variant_runs] for key, variant_runs in runs.items()}
+
+    def median_of(key: str, name: str) -> float:
+        return statistics.median(summed.get(name, 0.0) for summed in per_run[key])
+
+    names = sorted({name for summed in per_run["a"] for name in summed})
+    lines = [f"{workload} breakdown of (a), medians over the rounds (driver: wall s; trial: s summed over the {trials} trials, and per trial; b and c beside)"]
+    for name in (name for name in names if name.startswith("driver:")):
+        lines.append(f"  {name:<50}{median_of('a', name):8.2f} s")
+    last_ends = [max(span["start"] + span["seconds"] for span in run.spans) - run.started for run in runs["a"]]
+    tails = [run.wall - end for run, end in zip(runs["a"], last_ends)]
+    lines.append(f"  {'driver: after the report (summary, Ray shutdown, exit)':<50}{statistics.median(tails):8.2f} s")
+    for name in (name for name in names if not name.startswith("driver:")):
+        a = median_of("a", name)
+        others = "  ".join(f"{key} {median_of(key, name) / trials:6.2f}" for key in ("b", "c"))
+        lines.append(f"  {name:<50}{a:8.2f} s  per trial a {a / trials:6.2f}  {others}")
+    trial_spans = [name for name in names if name.startswith("trial:")]
+    gaps = []
+    for run, summed in zip(runs["a"], per_run["a"]):
+        slots = summed.get("driver: trials (Tune)", 0.0) * CONCURRENCY
+        gaps.append((slots - sum(summed.get(name, 0.0) for name in trial_spans)) / trials)
+    lines.append(f"  {'trials slots not in trial code, per trial':<50}{statistics.median(gaps):8.2f} s   "
+                 f"(the trial phase x {CONCURRENCY} slots, less the trials' own spans: Tune starting, stopping, handling results, waiting)")
     return lines
+
+
+def compare_workers(workdir: Path, rounds: int) -> list[str]:
+    """(d) one realistic trial on 1 and on 2 TorchTrainer workers, (e) a bare TorchTrainer, interleaved."""
+    warm_up(sweep_config(workdir, "realistic", trials=1, num_workers=2))
+    start_up: dict[int, list[float]] = {1: [], 2: []}
+    total: dict[int, list[float]] = {1: [], 2: []}
+    epoch: dict[int, list[float]] = {1: [], 2: []}
+    bare: list[float] = []
+    for round_ in range(rounds):
+        for workers in (1, 2):
+            config = sweep_config(workdir, "realistic", trials=1, num_workers=workers, round_=round_)
+            run_child("platform", config)
+            data = yaml.safe_load(config.read_text())
+            result_file = next((Path(data["storage"]) / data["name"]).glob("*/result.json"))
+            iterations = [json.loads(line) for line in result_file.read_text().strip().splitlines()]
+            epoch_times = [r["time_this_iter_s"] for r in iterations]
+            steady = statistics.median(epoch_times[1:])
+            total[workers].append(iterations[-1]["time_total_s"])
+            epoch[workers].append(steady)
+            start_up[workers].append(epoch_times[0] - steady)
+        bare.append(run_child("torchtrainer", sweep_config(workdir, "tiny", trials=1, round_=round_)).extra["fit_seconds"])
+        print(f"  workers round {round_ + 1}: 2-worker first epoch over steady {start_up[2][-1]:.1f} s, bare TorchTrainer fit {bare[-1]:.1f} s", flush=True)
+    group_cost = [two - one for one, two in zip(start_up[1], start_up[2])]
+    return [
+        f"workers: one realistic trial, {rounds} rounds interleaved",
+        spread_line("workers (d) 1 worker, whole trial", total[1]),
+        spread_line("workers (d) 2 workers, whole trial", total[2]),
+        spread_line("workers (d) steady epoch, 1 worker", epoch[1]),
+        spread_line("workers (d) steady epoch, 2 workers", epoch[2]),
+        f"workers (d) epoch speedup 2 vs 1 workers (medians): {statistics.median(epoch[1]) / statistics.median(epoch[2]):.2f}",
+        spread_line("workers (d) worker group start-up", group_cost)
+        + "   (2 workers' first epoch minus a steady one, over the in-process trial's)",
+        spread_line("workers (e) bare TorchTrainer fit()", bare) + "   (2 workers import torch and report once)",
+    ]
 
 
 def warm_up(config_path: Path) -> None:
@@ -270,20 +405,22 @@ def warm_up(config_path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every variant, interleaved (default 3)")
     parser.add_argument("--only", choices=["tiny", "realistic", "workers"], action="append")
-    parser.add_argument("--child", choices=["optuna", "tune"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = (run_plain_optuna if args.child == "optuna" else run_bare_tune)(args.config)
-        print(json.dumps(result))
+        print(json.dumps(CHILDREN[args.child](args.config)))
         return 0
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     workdir = Path(tempfile.mkdtemp(prefix="trial-overhead-"))
     lines = []
     for part in args.only or ["tiny", "realistic", "workers"]:
-        part_lines = compare_workers(workdir) if part == "workers" else compare(part, args.trials, workdir)
+        part_lines = compare_workers(workdir, args.rounds) if part == "workers" else compare(part, args.trials, args.rounds, workdir)
         print("\n".join(part_lines), flush=True)
         lines += part_lines
     print("\n".join(["", "overhead summary:", *lines]))

@@ -67,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Optuna keeps its history, MLflow's parent and child runs are written on",
     )
     verbosity = run.add_mutually_exclusive_group()
-    verbosity.add_argument("--quiet", action="store_true", help="no progress table, only the summary")
-    verbosity.add_argument("--verbose", action="store_true", help="Tune's detailed per-result output")
+    verbosity.add_argument("--quiet", action="store_true", help="no progress, only warnings, errors and the summary")
+    verbosity.add_argument(
+        "--verbose", action="store_true",
+        help="Tune's progress tables and Ray's INFO logs besides a line per ended trial (by default: the sweep's own "
+        "progress, a live bar on a terminal, a line per ended trial otherwise)",
+    )
     run.set_defaults(handler=_run)
 
     manifest = commands.add_parser(

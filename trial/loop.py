@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trial import timings
 from trial.augment import CUTMIX_KINDS, cutmix, mixup
 from trial.config import SEARCHED_SEED, SweepConfig
 from trial.context import CHECKPOINT_FILE, SolverContext
@@ -123,17 +124,19 @@ class TrialJob:
 def train_solver(job: TrialJob, ctx: SolverContext) -> None:
     """One model's trial: train and evaluate each epoch, report its metrics and (rank 0)
     the checkpoint to resume from. An ensemble trial goes through `train_ensemble`."""
-    # 1. Resume from the last checkpoint if this trial is restarting.
-    state = ctx.restore()
-    # 2. Seed this worker from (root seed, world rank), open the shared data, build the model.
-    training = ModelTraining(job, seed=ctx.seed, world_rank=ctx.world_rank, world_size=ctx.world_size, state=state)
-    progress = EpochProgress(job, state)
-    best_state = state["best_model"] if state is not None else None
-    worker_tags = _gather_worker_tags(ctx)
+    with timings.span("trial: set-up (restore, seed, data, model)"):
+        # 1. Resume from the last checkpoint if this trial is restarting.
+        state = ctx.restore()
+        # 2. Seed this worker from (root seed, world rank), open the shared data, build the model.
+        training = ModelTraining(job, seed=ctx.seed, world_rank=ctx.world_rank, world_size=ctx.world_size, state=state)
+        progress = EpochProgress(job, state)
+        best_state = state["best_model"] if state is not None else None
+        worker_tags = _gather_worker_tags(ctx)
 
     # 3. Train and evaluate each epoch; report metrics, rank 0 adds the checkpoint.
     for epoch in range(progress.epoch, job.params.epochs):
-        metrics = training.train_epoch(epoch)
+        with timings.span("trial: epochs (train and valid)"):
+            metrics = training.train_epoch(epoch)
         improved, stop = progress.record(metrics[job.metric])
         if improved:
             best_state = training.weights()
@@ -141,7 +144,8 @@ def train_solver(job: TrialJob, ctx: SolverContext) -> None:
         checkpoint = None
         if ctx.world_rank == 0:
             checkpoint = {**training.state_dict(), **progress.state_dict(), "best_model": best_state}
-        ctx.report(metrics, checkpoint)
+        with timings.span("trial: report and checkpoint"):
+            ctx.report(metrics, checkpoint)
         if stop:
             break
 
@@ -167,8 +171,9 @@ def train_ensemble(job: TrialJob, ctx: SolverContext, open_pool: Callable[[Mappi
     member's state, so a restarted trial resumes each member where it was; the members'
     weights at the best epoch by the mean are the trial's ensemble."""
     # 1. Resume every member from the last checkpoint if this trial is restarting.
-    state = ctx.restore()
-    pool = open_pool(state["members"] if state is not None else {})
+    with timings.span("trial: set-up (restore, seed, data, model)"):
+        state = ctx.restore()
+        pool = open_pool(state["members"] if state is not None else {})
     progress = EpochProgress(job, state)
     best_members = state["best_members"] if state is not None else None
     best_scores = state["best_member_scores"] if state is not None else None
@@ -178,7 +183,8 @@ def train_ensemble(job: TrialJob, ctx: SolverContext, open_pool: Callable[[Mappi
     try:
         nodes = None
         for epoch in range(progress.epoch, job.params.epochs):
-            results = pool.train_epoch(epoch)
+            with timings.span("trial: epochs (train and valid)"):
+                results = pool.train_epoch(epoch)
             if nodes is None:
                 # Asked after the first epoch: before it, this would wait for the member
                 # actors' start-up while the trial's own members could already train.
@@ -196,7 +202,8 @@ def train_ensemble(job: TrialJob, ctx: SolverContext, open_pool: Callable[[Mappi
                 "best_members": best_members,
                 "best_member_scores": best_scores,
             }
-            ctx.report(metrics, checkpoint)
+            with timings.span("trial: report and checkpoint"):
+                ctx.report(metrics, checkpoint)
             if stop:
                 break
     finally:

@@ -8,13 +8,15 @@ TuneReportCallback (Ray 2.60, Train V2: `Tuner(trainer)` is gone). The conductor
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import optuna
 import ray
@@ -25,6 +27,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from trial import timings
 from trial.config import ScalingConfig, SweepConfig, max_epochs
 from trial.context import RayContext, load_state
 from trial.errors import ConfigError, SweepFailed
@@ -37,6 +40,7 @@ from trial.loop import (
     sweep_members,
     train_solver,
 )
+from trial.progress import SweepProgress
 from trial.runs import metric_file_label
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,31 +79,6 @@ class PruningASHA(ASHAScheduler):
         return decision
 
 
-class FinishedTrialLines(Callback):
-    """One line per finished trial under Tune's progress table: status, metric, time."""
-
-    def __init__(self, metric: str, pruned: set[str]) -> None:
-        self.metric = metric
-        self.pruned = pruned
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        status = "pruned" if trial.trial_id in self.pruned else "completed"
-        self._line(trial, status)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, "failed")
-
-    def _line(self, trial: Any, status: str) -> None:
-        result = trial.last_result or {}
-        value = result.get(self.metric)
-        shown = f"{self.metric} {value:.4f}" if isinstance(value, (int, float)) else f"no {self.metric}"
-        print(
-            f"trial {trial.trial_id} {status} after {result.get('epoch', 0)} epochs: {shown} "
-            f"({result.get('time_total_s', 0.0):.1f} s)",
-            flush=True,
-        )
-
-
 class BestWeightsFiles(Callback):
     """Each trial that completes or is pruned leaves its best epoch's weights in its own
     folder of Tune's experiment, as `<solver>-<trial id>-<metric>=<value>.pt` (an ensemble
@@ -111,6 +90,7 @@ class BestWeightsFiles(Callback):
         self.solver = solver
         self.metric = metric
 
+    @timings.timed("driver: best weights files")
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.checkpoint is None and not trial.last_result.get("checkpoint_path"):
             return  # ended before its first epoch's report
@@ -151,9 +131,15 @@ def build_scheduler(config: SweepConfig, pruned: set[str]) -> TrialScheduler:
 # -- the trial driver -----------------------------------------------------------------
 
 
-def trial_driver(searched: dict[str, Any], *, job: TrialJob, scaling: ScalingConfig, storage: str, parallel: int = 1) -> None:
+def trial_driver(
+    searched: dict[str, Any], *, job: TrialJob, scaling: ScalingConfig, storage: str, parallel: int = 1, ray_info: bool = True
+) -> None:
     """One Tune trial: the solver loop in-process, an ensemble's members (in-process, or
-    `parallel` Ray actors side by side), or a TorchTrainer worker group."""
+    `parallel` Ray actors side by side), or a TorchTrainer worker group. Without
+    `ray_info`, Ray's INFO lines in this process (a line per checkpoint) stay out of the
+    driver's terminal; warnings and errors still reach it."""
+    timings.since_process_start("trial: process start and imports")
+    quiet_ray_info(not ray_info)
     job = job.with_trial_params(searched)
     if job.members:
         open_pool = functools.partial(_member_pool, job, parallel, scaling.cpus_per_worker)
@@ -169,7 +155,7 @@ def trial_driver(searched: dict[str, Any], *, job: TrialJob, scaling: ScalingCon
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trainer = TorchTrainer(
-        functools.partial(_train_worker, job),
+        functools.partial(_train_worker, job, ray_info),
         scaling_config=TrainScaling(
             num_workers=scaling.num_workers,
             use_gpu=scaling.use_gpu,
@@ -193,8 +179,20 @@ def trial_driver(searched: dict[str, Any], *, job: TrialJob, scaling: ScalingCon
     trainer.fit()
 
 
-def _train_worker(job: TrialJob) -> None:
+def _train_worker(job: TrialJob, ray_info: bool) -> None:
+    timings.since_process_start("worker group: process start and imports")
+    quiet_ray_info(not ray_info)
     train_solver(job, RayContext.for_train(job.root_seed))
+
+
+RAY_INFO_LOGGERS = ("ray.tune", "ray.train")
+"""Where Ray's INFO lines come from in a sweep: checkpoints created, result files written."""
+
+
+def quiet_ray_info(quiet: bool = True) -> None:
+    """Ray's INFO lines in this process off (WARNING and above stay), or back on."""
+    for name in RAY_INFO_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
 def _member_pool(job: TrialJob, parallel: int, cpus: int, states: Mapping[str, Any]) -> MemberPool:
@@ -314,11 +312,15 @@ def concurrency_cap(config: SweepConfig, cluster_cpus: float, parallel: int = 1)
 # -- connecting -----------------------------------------------------------------------------
 
 
-def connect_ray(address: str | None = None, *, num_cpus: int | None = None, user_modules: list[str] = ()) -> None:
+def connect_ray(
+    address: str | None = None, *, num_cpus: int | None = None, user_modules: list[str] = (), ray_info: bool = True
+) -> None:
     """Join the cluster at `address` or RAY_ADDRESS, or start a local one on 127.0.0.1.
 
     `user_modules` (paths of the team's own modules, see trial.plugins.shipped_modules)
     travel to every worker with Ray's runtime_env, so nothing has to be installed there.
+    Without `ray_info`, Ray's INFO lines in this process ("Started a local Ray
+    instance") are left out; its warnings are not.
     """
     if ray.is_initialized():
         return
@@ -331,13 +333,17 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None, user
         runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath()}}
         if user_modules:
             runtime_env["py_modules"] = list(user_modules)
+    logging_level = logging.INFO if ray_info else logging.WARNING
     if address:
-        ray.init(address=address, runtime_env=runtime_env)
+        ray.init(address=address, runtime_env=runtime_env, logging_level=logging_level)
     else:
         # Ray 2.60 resolves 127.0.0.1 to this machine's address for its GCS and raylet, so
         # those listen beyond loopback; token auth (Ray's default for local clusters) is what
         # keeps others out. The dashboard is not started at all.
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus, runtime_env=runtime_env)
+        ray.init(
+            _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus, runtime_env=runtime_env,
+            logging_level=logging_level,
+        )
 
 
 def _pythonpath() -> str:
@@ -348,46 +354,83 @@ def _pythonpath() -> str:
 def run_trials(
     config: SweepConfig, job: TrialJob, callback: Callback, pruned: set[str], *, study_name: str, verbose: int, resume: bool
 ) -> TrialResults:
-    """Every trial of the sweep, through Tune; `resume` continues Tune's saved state."""
+    """Every trial of the sweep, through Tune; `resume` continues Tune's saved state.
+
+    `verbose`: 0 nothing but warnings and errors; 1 the sweep's own progress
+    (trial.progress) and no Ray INFO lines; 2 Tune's progress tables and Ray's INFO lines
+    as well, beside one line per ended trial."""
     storage = str(config.storage_path)
     cluster_cpus = ray.cluster_resources().get("CPU", 1)
     parallel = members_in_parallel(config, cluster_cpus)
-    trainable = tune.with_parameters(trial_driver, job=job, scaling=config.scaling, storage=storage, parallel=parallel)
+    trainable = tune.with_parameters(
+        trial_driver, job=job, scaling=config.scaling, storage=storage, parallel=parallel, ray_info=verbose >= 2
+    )
+    progress = SweepProgress(
+        metric=config.search.metric, mode=config.metric_mode, total=config.search.num_samples,
+        epochs=max_epochs(config.search, config.solver.params.epochs), space=list(config.search.space),
+        pruned=pruned, bar=None if verbose == 1 else False,  # beside Tune's tables, lines only
+    )
     # A worker group retries inside its TorchTrainer (ray.train.FailureConfig); retrying
     # its trial as well would multiply the attempts.
     trial_retries = config.scaling.max_failures if config.scaling.num_workers == 1 else 0
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, _trial_resources(config.scaling, parallel)),
-        tune_config=tune.TuneConfig(
-            search_alg=build_searcher(config, concurrency_cap(config, cluster_cpus, parallel), study_name),
-            scheduler=build_scheduler(config, pruned),
-            num_samples=config.search.num_samples,
-            trial_name_creator=lambda trial: trial.trial_id,
-            trial_dirname_creator=lambda trial: trial.trial_id,
-            # A finished trial's process (torch and the solvers already imported) runs the next.
-            # Not for worker groups: Tune gives a finished trial 2 s to wind down before reuse,
-            # and a TorchTrainer's shutdown takes longer, which would abort the next trial;
-            # nor beside member actors, which end with their trial.
-            reuse_actors=config.scaling.num_workers == 1 and parallel == 1,
-        ),
-        run_config=tune.RunConfig(
-            name=config.name,
-            storage_path=storage,
-            callbacks=[
-                callback,
-                BestWeightsFiles(job.solver_name, config.search.metric),
-                *([FinishedTrialLines(config.search.metric, pruned)] if verbose else []),
-            ],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=trial_retries),
-            verbose=verbose,
-        ),
-        # Resuming runs Tune's own restore (what Tuner.restore does: trials, checkpoints,
-        # searcher state) with the objects built here. Tuner.restore would instead use the
-        # callback, scheduler and settings pickled when the sweep started (ray#41364).
-        _tuner_kwargs={"resume_config": tune.ResumeConfig()} if resume else None,
-    )
-    return TrialResults(tuner.fit(), config)
+    try:
+        with _tune_output(tables=verbose >= 2):
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, _trial_resources(config.scaling, parallel)),
+                tune_config=tune.TuneConfig(
+                    search_alg=build_searcher(config, concurrency_cap(config, cluster_cpus, parallel), study_name),
+                    scheduler=build_scheduler(config, pruned),
+                    num_samples=config.search.num_samples,
+                    trial_name_creator=lambda trial: trial.trial_id,
+                    trial_dirname_creator=lambda trial: trial.trial_id,
+                    # A finished trial's process (torch and the solvers already imported) runs the next.
+                    # Not for worker groups: Tune gives a finished trial 2 s to wind down before reuse,
+                    # and a TorchTrainer's shutdown takes longer, which would abort the next trial;
+                    # nor beside member actors, which end with their trial.
+                    reuse_actors=config.scaling.num_workers == 1 and parallel == 1,
+                ),
+                run_config=tune.RunConfig(
+                    name=config.name,
+                    storage_path=storage,
+                    callbacks=[
+                        callback,
+                        BestWeightsFiles(job.solver_name, config.search.metric),
+                        *([progress] if verbose else []),
+                    ],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    failure_config=tune.FailureConfig(max_failures=trial_retries),
+                    verbose=1 if verbose >= 2 else 0,
+                ),
+                # Resuming runs Tune's own restore (what Tuner.restore does: trials, checkpoints,
+                # searcher state) with the objects built here. Tuner.restore would instead use the
+                # callback, scheduler and settings pickled when the sweep started (ray#41364).
+                _tuner_kwargs={"resume_config": tune.ResumeConfig()} if resume else None,
+            )
+            return TrialResults(tuner.fit(), config)
+    finally:
+        progress.close()  # an interrupted sweep's bar too, before the message that follows
+
+
+@contextlib.contextmanager
+def _tune_output(*, tables: bool) -> Iterator[None]:
+    """Tune's (and Optuna's) console output for one sweep: tables and INFO lines, or nothing of their own.
+    Tune's newer output engine prints a settings box and a TensorBoard hint even at
+    verbose=0; its legacy one (RAY_AIR_NEW_OUTPUT=0, read at fit) prints nothing at 0."""
+    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    optuna_verbosity = optuna.logging.get_verbosity()
+    if not tables:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in RDB ..."
+    quiet_ray_info(not tables)
+    try:
+        yield
+    finally:
+        quiet_ray_info(False)
+        optuna.logging.set_verbosity(optuna_verbosity)
+        if saved is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = saved
 
 
 # -- the trials and their results ------------------------------------------------------------

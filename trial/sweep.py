@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trial import ray_backend
+from trial import ray_backend, timings
 from trial.config import SweepConfig
 from trial.data import PreparedData, open_split, prepare_data, probability_frame
 from trial.errors import ConfigError, SweepInterrupted
@@ -93,46 +93,55 @@ def run_sweep(
     `resume=True` continues the sweep of this config's name after its driver died or was
     interrupted: finished trials stay, unfinished ones restart from their checkpoints,
     Optuna keeps its history, and the same MLflow parent and child runs are written on.
-    `resume_command` is what the Ctrl-C message tells the user to run.
+    `resume_command` is what the Ctrl-C message tells the user to run. `verbose`: 0 no
+    progress (warnings, errors); 1 the sweep's own progress (trial.progress); 2 Tune's
+    tables and Ray's INFO lines too.
     """
     # Keeping one checkpoint per trial forces a state snapshot per report; with epochs
     # of a few seconds Tune warns about it every time, which buries the progress table.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    store = open_store(config)  # an unreachable tracking store fails here, first
-    if config.tracking.register_as:
-        check_registry(store[0], config.tracking.register_as)
+    timings.since_process_start("driver: process start and imports")
+    with timings.span("driver: tracking store"):
+        store = open_store(config)  # an unreachable tracking store fails here, first
+        if config.tracking.register_as:
+            check_registry(store[0], config.tracking.register_as)
     check_storage(config.storage_path)
     experiment_path = config.storage_path / config.name
     parent_id = _saved_parent_id(config, experiment_path) if resume else None
     requested = config  # what a resume compares with: the config before it was fitted to the data
-    prepared = prepare_data(config)
+    with timings.span("driver: data and manifest"):
+        prepared = prepare_data(config)
     job = sweep_job(config, prepared)
     if config.debug:
         config = fit_debug_batch_size(config, job)
         job = replace(job, params=config.solver.params)
-    preflight(config, job)
+    with timings.span("driver: pre-flight"):
+        preflight(config, job)
     tracker = Tracker(config, store)
     if parent_id is not None:
         tracker.reopen_parent(parent_id)  # a finished or missing parent fails here, before Ray starts
-    ray_backend.connect_ray(address, user_modules=shipped_modules(config.code_references()))
+    with timings.span("driver: Ray start"):
+        ray_backend.connect_ray(address, user_modules=shipped_modules(config.code_references()), ray_info=verbose >= 2)
     ray_backend.check_cluster_fits(config, local=not (address or os.environ.get("RAY_ADDRESS")))
 
     if parent_id is None:
-        tracker.start_parent({MANIFEST_HASH_TAG: prepared.manifest_hash})
-        tracker.log_artifact(prepared.manifest_csv, MANIFEST_DIR)
+        with timings.span("driver: MLflow writes"):
+            tracker.start_parent({MANIFEST_HASH_TAG: prepared.manifest_hash})
+            tracker.log_artifact(prepared.manifest_csv, MANIFEST_DIR)
         _save_sweep(requested, experiment_path, tracker.parent_id)
     pruned: set[str] = set()
     callback = tracker.callback(pruned)
     try:
-        results = ray_backend.run_trials(
-            config,
-            job,
-            callback,
-            pruned,
-            study_name=optuna_study_name(config, callback),
-            verbose=verbose,
-            resume=resume,
-        )
+        with timings.span("driver: trials (Tune)"):
+            results = ray_backend.run_trials(
+                config,
+                job,
+                callback,
+                pruned,
+                study_name=optuna_study_name(config, callback),
+                verbose=verbose,
+                resume=resume,
+            )
         # Tune answers Ctrl-C by saving its state and returning early, not by raising.
         if len(callback.ended) < config.search.num_samples:
             raise SweepInterrupted(
@@ -143,7 +152,8 @@ def run_sweep(
         # A run still RUNNING here was opened by a driver killed before Tune's next snapshot
         # saved its trial: resumed Tune never heard of that trial, so nothing else ends it.
         callback.end_unfinished("KILLED")
-        outcome = _finish(config, tracker, callback, job, results)
+        with timings.span("driver: best trial's evaluation and model"):
+            outcome = _finish(config, tracker, callback, job, results)
     except BaseException as error:
         status = "KILLED" if isinstance(error, (KeyboardInterrupt, SweepInterrupted)) else "FAILED"
         callback.end_unfinished(status)
@@ -152,9 +162,10 @@ def run_sweep(
     tracker.end_parent("FINISHED")
     # Once the parent has ended, so the report shows its final status (MLflow takes
     # artifacts on a finished run), and a report that fails leaves no run RUNNING.
-    report_path = log_sweep_report(
-        tracker.client, outcome.parent_run_id, config.tracking_uri, Path(outcome.experiment_path) / REPORT_ARTIFACT
-    )
+    with timings.span("driver: report"):
+        report_path = log_sweep_report(
+            tracker.client, outcome.parent_run_id, config.tracking_uri, Path(outcome.experiment_path) / REPORT_ARTIFACT
+        )
     return replace(outcome, report_path=report_path)
 
 

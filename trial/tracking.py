@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from sqlalchemy.exc import SQLAlchemyError
 
+from trial import timings
 from trial.config import SweepConfig
 from trial.errors import ConfigError, first_line
 from trial.runs import (
@@ -146,6 +147,7 @@ class TrialRunsCallback(Callback):
             if run.data.tags.get(PRUNED_TAG) == "true":
                 pruned_trials.add(trial_id)
 
+    @timings.timed("driver: MLflow writes")
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tracker = self.tracker
         run_id = self.run_ids.get(trial.trial_id)
@@ -167,6 +169,7 @@ class TrialRunsCallback(Callback):
         params = {**tracker.config.flat_params(), **trial.config}
         tracker.log_params(run.info.run_id, params)
 
+    @timings.timed("driver: MLflow writes")
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.run_ids.get(trial.trial_id)
         epoch = result.get("epoch")
@@ -182,6 +185,7 @@ class TrialRunsCallback(Callback):
         metrics = {k: v for k, v in result.items() if _is_epoch_metric(k)}
         self.tracker.log_metrics(run_id, metrics, step=int(epoch))
 
+    @timings.timed("driver: MLflow writes")
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ended.add(trial.trial_id)
         run_id = self.run_ids.get(trial.trial_id)
@@ -192,6 +196,7 @@ class TrialRunsCallback(Callback):
         self.tracker.client.set_tag(run_id, STATUS_TAG, "pruned" if pruned else "completed")
         self.tracker.client.set_terminated(run_id, "FINISHED")
 
+    @timings.timed("driver: MLflow writes")
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ended.add(trial.trial_id)
         run_id = self.run_ids.get(trial.trial_id)
