@@ -292,7 +292,7 @@ LABELS = {"a": "platform (trial run)", "b": "plain Optuna loop", "c": "bare Ray 
 
 
 def spread_line(name: str, values: list[float], unit: str = "s") -> str:
-    return (f"{name:<34}median {statistics.median(values):7.2f} {unit}  spread {max(values) - min(values):6.2f}   "
+    return (f"{name:<42}median {statistics.median(values):7.2f} {unit}  spread {max(values) - min(values):6.2f}   "
             + " ".join(f"{value:.2f}" for value in values))
 
 
@@ -324,6 +324,11 @@ def compare(workload: str, trials: int, rounds: int, workdir: Path) -> list[str]
     return lines
 
 
+TRIAL_STARTED, TRIAL_CODE = "driver: trial start", "trial: code start"
+"""trial.timings' moments of a trial's start, in the driver and in the trial's process."""
+TRIAL_START = "trial: start (Tune to trial code: process, imports)"
+
+
 def breakdown(workload: str, runs: dict[str, list[Run]], trials: int) -> list[str]:
     """Where (a)'s time goes, from trial.timings' spans (medians over the rounds), beside
     the same trial spans of (b) and (c)."""
@@ -331,6 +336,12 @@ def breakdown(workload: str, runs: dict[str, list[Run]], trials: int) -> list[st
         summed: dict[str, float] = {}
         for span in run.spans:
             summed[span["span"]] = summed.get(span["span"], 0.0) + span["seconds"]
+        # A trial's start: Tune starting it (driver) to its code running (its process).
+        started = {span["trial"]: span["start"] for span in run.spans if span["span"] == TRIAL_STARTED}
+        code = {span["trial"]: span["start"] for span in run.spans if span["span"] == TRIAL_CODE}
+        summed[TRIAL_START] = sum(code[trial] - started[trial] for trial in code if trial in started)
+        for moment in (TRIAL_STARTED, TRIAL_CODE):
+            summed.pop(moment, None)
         return summed
 
     per_run = {key: [totals(run) for run in variant_runs] for key, variant_runs in runs.items()}

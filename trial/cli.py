@@ -7,6 +7,7 @@ input (a `UserError`) is one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import shlex
@@ -357,5 +358,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def entry_point() -> None:
+    """The `trial` command (and trial/run.py): main(), then out without the interpreter's
+    native teardown."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> None:
+    """Exit with `code` once Python's exit handlers ran (Ray's shutdown, logging's flush):
+    the native teardown after them (torch, Ray's core worker, gRPC) took 2 s per sweep here
+    and has nothing left to write. Only on a normal return: an error still unwinds."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

@@ -8,6 +8,6 @@ if __name__ == "__main__":
     # Run as a script, Python puts trial/ itself first on sys.path, where trial/datasets.py
     # would shadow the `datasets` package: put the project root there instead.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
-    from trial.cli import main
+    from trial.cli import exit_now, main
 
-    sys.exit(main(["run", *sys.argv[1:]]))
+    exit_now(main(["run", *sys.argv[1:]]))

@@ -1,7 +1,8 @@
 """Where a sweep's time goes, measured: named spans appended as JSON lines to the file that
 TRIAL_TIMINGS names (benchmarks/overhead.py sets it and sums them), nothing when unset.
 
-A line is {"span": name, "pid": process, "start": epoch seconds, "seconds": duration}.
+A line is {"span": name, "pid": process, "start": epoch seconds, "seconds": duration},
+and the fields the caller adds (a trial's id).
 Every process of a local sweep writes to the same file (Ray's workers inherit the
 driver's environment); each line is one small append, which the OS keeps whole.
 """
@@ -20,6 +21,10 @@ ENV = "TRIAL_TIMINGS"
 _seen_process_start = False
 
 
+def enabled() -> bool:
+    return bool(os.environ.get(ENV))
+
+
 @contextlib.contextmanager
 def span(name: str) -> Iterator[None]:
     """Time the block as `name` (also when it raises)."""
@@ -32,6 +37,13 @@ def span(name: str) -> Iterator[None]:
         yield
     finally:
         _append(path, name, start, time.time() - start)
+
+
+def event(name: str, **fields: str) -> None:
+    """A moment, as a span of 0 seconds, e.g. `event("trial: code start", trial=trial_id)`."""
+    path = os.environ.get(ENV)
+    if path:
+        _append(path, name, time.time(), 0.0, fields)
 
 
 def timed(name: str) -> Callable[[F], F]:
@@ -50,7 +62,8 @@ def timed(name: str) -> Callable[[F], F]:
 
 def since_process_start(name: str) -> None:
     """Record, once per process, the time from the process's start until now as `name`:
-    interpreter start and imports (a Ray worker: also its registration with Ray)."""
+    interpreter start and imports. Not for Ray's workers, which Ray may start long before
+    they get work (see event)."""
     global _seen_process_start
     path = os.environ.get(ENV)
     if not path or _seen_process_start:
@@ -69,7 +82,7 @@ def _process_start_time() -> float:
     return time.time() - age
 
 
-def _append(path: str, name: str, start: float, seconds: float) -> None:
-    line = json.dumps({"span": name, "pid": os.getpid(), "start": start, "seconds": seconds}) + "\n"
+def _append(path: str, name: str, start: float, seconds: float, fields: dict[str, str] | None = None) -> None:
+    line = json.dumps({"span": name, "pid": os.getpid(), "start": start, "seconds": seconds, **(fields or {})}) + "\n"
     with open(path, "a") as out:
         out.write(line)
