@@ -316,17 +316,14 @@ def compare(workload: str, trials: int, rounds: int, workdir: Path) -> list[str]
     lines.append(spread_line(f"{workload} fixed per-trial cost", fixed) + f"   (a's wall x {CONCURRENCY} / N - b's per-trial compute)")
     lines.append(f"{workload} a/b (platform vs plain Optuna, medians): {median['a'] / median['b']:.2f}")
     lines.append(f"{workload} a/c (platform vs bare Tune, medians): {median['a'] / median['c']:.2f}")
+    lines.append(f"{workload} c/b (bare Tune vs plain Optuna, medians): {median['c'] / median['b']:.2f}   "
+                 "(what running the trials under Ray Tune costs before anything of trial's)")
     if memory:
         data_mb = sum(f.stat().st_size for f in (workdir / "trial_runs" / "cache").glob("arrays-*.npy")) / 2**20
         pss = [run.peak_pss_mb for run in runs["a"]]
         lines.append(spread_line(f"{workload} peak PSS of (a)", pss, "MiB") + f"   (packed data {data_mb:.0f} MiB, mapped once)")
     lines += breakdown(workload, runs, trials)
     return lines
-
-
-TRIAL_STARTED, TRIAL_CODE = "driver: trial start", "trial: code start"
-"""trial.timings' moments of a trial's start, in the driver and in the trial's process."""
-TRIAL_START = "trial: start (Tune to trial code: process, imports)"
 
 
 def breakdown(workload: str, runs: dict[str, list[Run]], trials: int) -> list[str]:
@@ -336,12 +333,6 @@ def breakdown(workload: str, runs: dict[str, list[Run]], trials: int) -> list[st
         summed: dict[str, float] = {}
         for span in run.spans:
             summed[span["span"]] = summed.get(span["span"], 0.0) + span["seconds"]
-        # A trial's start: Tune starting it (driver) to its code running (its process).
-        started = {span["trial"]: span["start"] for span in run.spans if span["span"] == TRIAL_STARTED}
-        code = {span["trial"]: span["start"] for span in run.spans if span["span"] == TRIAL_CODE}
-        summed[TRIAL_START] = sum(code[trial] - started[trial] for trial in code if trial in started)
-        for moment in (TRIAL_STARTED, TRIAL_CODE):
-            summed.pop(moment, None)
         return summed
 
     per_run = {key: [totals(run) for run in variant_runs] for key, variant_runs in runs.items()}

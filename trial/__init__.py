@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trial import timings  # first: it notes when this package began to import (trial.timings)
 from trial.errors import ConfigError, DataError, UserError
 from trial.solver import DATA_KINDS, Solver, SolverParams
 

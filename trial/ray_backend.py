@@ -79,14 +79,6 @@ class PruningASHA(ASHAScheduler):
         return decision
 
 
-class TrialStarts(Callback):
-    """trial.timings' moment Tune starts each trial (timings on only): against the trial's
-    "trial: code start", how long its process, imports and Tune's set-up took."""
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        timings.event("driver: trial start", trial=trial.trial_id)
-
-
 class BestWeightsFiles(Callback):
     """Each trial that completes or is pruned leaves its best epoch's weights in its own
     folder of Tune's experiment, as `<solver>-<trial id>-<metric>=<value>.pt` (an ensemble
@@ -146,7 +138,7 @@ def trial_driver(
     `parallel` Ray actors side by side), or a TorchTrainer worker group. Without
     `ray_info`, Ray's INFO lines in this process (a line per checkpoint) stay out of the
     driver's terminal; warnings and errors still reach it."""
-    timings.event("trial: code start", trial=tune.get_context().get_trial_id())
+    timings.since_package_import("trial: imports (a trial process's first trial)")
     quiet_ray_info(not ray_info)
     job = job.with_trial_params(searched)
     if job.members:
@@ -403,7 +395,6 @@ def run_trials(
                         callback,
                         BestWeightsFiles(job.solver_name, config.search.metric),
                         *([progress] if verbose else []),
-                        *([TrialStarts()] if timings.enabled() else []),
                     ],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     failure_config=tune.FailureConfig(max_failures=trial_retries),

@@ -132,7 +132,7 @@ def run_sweep(
     pruned: set[str] = set()
     callback = tracker.callback(pruned)
     try:
-        with timings.span("driver: trials (Tune)"):
+        with timings.span("driver: trials (Tune)"), timings.cpu("driver: its CPU time during the trials"):
             results = ray_backend.run_trials(
                 config,
                 job,

@@ -1,8 +1,7 @@
 """Where a sweep's time goes, measured: named spans appended as JSON lines to the file that
 TRIAL_TIMINGS names (benchmarks/overhead.py sets it and sums them), nothing when unset.
 
-A line is {"span": name, "pid": process, "start": epoch seconds, "seconds": duration},
-and the fields the caller adds (a trial's id).
+A line is {"span": name, "pid": process, "start": epoch seconds, "seconds": duration}.
 Every process of a local sweep writes to the same file (Ray's workers inherit the
 driver's environment); each line is one small append, which the OS keeps whole.
 """
@@ -18,11 +17,9 @@ from typing import Any, Callable, Iterator, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 ENV = "TRIAL_TIMINGS"
-_seen_process_start = False
-
-
-def enabled() -> bool:
-    return bool(os.environ.get(ENV))
+PACKAGE_IMPORT_STARTED = time.time()
+"""When this process began to import trial (trial/__init__.py imports this module first)."""
+_recorded_once: set[str] = set()
 
 
 @contextlib.contextmanager
@@ -39,11 +36,18 @@ def span(name: str) -> Iterator[None]:
         _append(path, name, start, time.time() - start)
 
 
-def event(name: str, **fields: str) -> None:
-    """A moment, as a span of 0 seconds, e.g. `event("trial: code start", trial=trial_id)`."""
+@contextlib.contextmanager
+def cpu(name: str) -> Iterator[None]:
+    """This process's CPU time (every thread's) during the block, as span `name`."""
     path = os.environ.get(ENV)
-    if path:
-        _append(path, name, time.time(), 0.0, fields)
+    if not path:
+        yield
+        return
+    start, cpu_start = time.time(), time.process_time()
+    try:
+        yield
+    finally:
+        _append(path, name, start, time.process_time() - cpu_start)
 
 
 def timed(name: str) -> Callable[[F], F]:
@@ -62,14 +66,23 @@ def timed(name: str) -> Callable[[F], F]:
 
 def since_process_start(name: str) -> None:
     """Record, once per process, the time from the process's start until now as `name`:
-    interpreter start and imports. Not for Ray's workers, which Ray may start long before
-    they get work (see event)."""
-    global _seen_process_start
+    interpreter start and imports. Not for Ray's workers, which Ray starts before they
+    get work (see since_package_import)."""
+    _once(name, _process_start_time())
+
+
+def since_package_import(name: str) -> None:
+    """Record, once per process, the time since this process began to import trial as
+    `name`: in a Ray worker, importing trial and what it needs (torch, Ray Tune,
+    scikit-learn) to run its first trial."""
+    _once(name, PACKAGE_IMPORT_STARTED)
+
+
+def _once(name: str, started: float) -> None:
     path = os.environ.get(ENV)
-    if not path or _seen_process_start:
+    if not path or name in _recorded_once:
         return
-    _seen_process_start = True
-    started = _process_start_time()
+    _recorded_once.add(name)
     _append(path, name, started, time.time() - started)
 
 
@@ -82,7 +95,7 @@ def _process_start_time() -> float:
     return time.time() - age
 
 
-def _append(path: str, name: str, start: float, seconds: float, fields: dict[str, str] | None = None) -> None:
-    line = json.dumps({"span": name, "pid": os.getpid(), "start": start, "seconds": seconds, **(fields or {})}) + "\n"
+def _append(path: str, name: str, start: float, seconds: float) -> None:
+    line = json.dumps({"span": name, "pid": os.getpid(), "start": start, "seconds": seconds}) + "\n"
     with open(path, "a") as out:
         out.write(line)
