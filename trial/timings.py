@@ -22,32 +22,27 @@ PACKAGE_IMPORT_STARTED = time.time()
 _recorded_once: set[str] = set()
 
 
-@contextlib.contextmanager
-def span(name: str) -> Iterator[None]:
+def span(name: str) -> contextlib.AbstractContextManager[None]:
     """Time the block as `name` (also when it raises)."""
-    path = os.environ.get(ENV)
-    if not path:
-        yield
-        return
-    start = time.time()
-    try:
-        yield
-    finally:
-        _append(path, name, start, time.time() - start)
+    return _measured(name, time.time)
+
+
+def cpu(name: str) -> contextlib.AbstractContextManager[None]:
+    """This process's CPU time (every thread's) during the block, as span `name`."""
+    return _measured(name, time.process_time)
 
 
 @contextlib.contextmanager
-def cpu(name: str) -> Iterator[None]:
-    """This process's CPU time (every thread's) during the block, as span `name`."""
+def _measured(name: str, clock: Callable[[], float]) -> Iterator[None]:
     path = os.environ.get(ENV)
     if not path:
         yield
         return
-    start, cpu_start = time.time(), time.process_time()
+    start, clock_start = time.time(), clock()
     try:
         yield
     finally:
-        _append(path, name, start, time.process_time() - cpu_start)
+        _append(path, name, start, clock() - clock_start)
 
 
 def timed(name: str) -> Callable[[F], F]:

@@ -24,7 +24,7 @@ def test_nothing_is_written_without_the_variable(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_span_records_its_duration_also_when_the_block_raises(tmp_path, monkeypatch):
+def test_spans_record_wall_or_cpu_time_also_when_the_block_raises(tmp_path, monkeypatch):
     path = tmp_path / "t.jsonl"
     monkeypatch.setenv(timings.ENV, str(path))
 
@@ -36,8 +36,12 @@ def test_a_span_records_its_duration_also_when_the_block_raises(tmp_path, monkey
     assert work() == 3
     with pytest.raises(ValueError), timings.span("failed"):
         raise ValueError
+    with timings.cpu("cpu"):
+        time.sleep(0.2)  # waiting uses no CPU
+        sum(range(2_000_000))
     lines = read(path)
-    assert [line["span"] for line in lines] == ["called", "failed"]
+    assert [line["span"] for line in lines] == ["called", "failed", "cpu"]
+    assert 0 < lines[2]["seconds"] < 0.2
     assert 0.05 <= lines[0]["seconds"] < 1.0
     assert lines[0]["start"] <= lines[1]["start"] <= time.time()
 
