@@ -27,8 +27,9 @@ stopping trials, handling results, waiting.
 solver) and reports the worker group's start-up cost, beside (e) a bare TorchTrainer:
 2 CPU workers whose function imports torch and reports once, nothing of trial's, its
 fit() timed inside a process that has already started Ray. The peak memory (PSS, shared
-pages counted once) of (a) on the realistic workload shows the data is shared through
-the packed, memory-mapped cache instead of being copied per trial.
+pages counted once) of (a) on the realistic workload, with the median round's peak by
+kind of process (the driver, trial processes, Ray's own), shows the data is shared
+through the packed, memory-mapped cache instead of being copied per trial.
 
     python benchmarks/overhead.py [--trials 8] [--rounds 3] [--only tiny|realistic|workers]
 
@@ -191,6 +192,8 @@ class Run:
     spans: list[dict] = field(default_factory=list)
     """trial.timings' spans of every process of the run."""
     peak_pss_mb: float = 0.0
+    peak_parts_mb: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """At the peak: (processes, MiB) by kind of process."""
     extra: dict = field(default_factory=dict)
 
 
@@ -213,7 +216,10 @@ def run_child(variant: str, config_path: Path, memory: bool = False) -> Run:
         sampler.stop()
     if process.returncode != 0:
         raise SystemExit(f"{variant} failed ({process.returncode}):\n{stderr[-3000:]}")
-    run = Run(wall=wall, started=started, peak_pss_mb=sampler.peak / 2**20 if sampler else 0.0)
+    run = Run(wall=wall, started=started)
+    if sampler:
+        run.peak_pss_mb = sampler.peak / 2**20
+        run.peak_parts_mb = {kind: (count, pss / 2**20) for kind, (count, pss) in sampler.peak_parts.items()}
     if spans_file.exists():
         run.spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
     if variant == "platform":
@@ -244,6 +250,8 @@ class PeakPss:
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid, self.interval, self.peak = pid, interval, 0
+        self.peak_parts: dict[str, tuple[int, int]] = {}
+        """At the peak: (processes, PSS) by kind of process (its name, or Ray's title for its workers)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -254,7 +262,13 @@ class PeakPss:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, sum(_pss(pid) for pid in _descendants(self.pid)))
+            sample = [(_kind(pid), _pss(pid)) for pid in _descendants(self.pid)]
+            if sum(pss for _, pss in sample) > self.peak:
+                self.peak = sum(pss for _, pss in sample)
+                self.peak_parts = {}
+                for kind, pss in sample:
+                    count, total = self.peak_parts.get(kind, (0, 0))
+                    self.peak_parts[kind] = (count + 1, total + pss)
 
 
 def _descendants(root: int) -> list[int]:
@@ -272,6 +286,21 @@ def _descendants(root: int) -> list[int]:
         found.append(pid)
         stack.extend(children.get(pid, []))
     return found
+
+
+def _kind(pid: int) -> str:
+    """`python trial/run.py` -> "python trial/run.py"; a Ray worker by its title (ray::trial_driver)."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+    words = [word.decode(errors="replace") for word in words if word]
+    if not words:
+        return name
+    if words[0].startswith("ray::"):
+        return words[0].split()[0]
+    return " ".join(Path(word).name if i == 0 else word for i, word in enumerate(words[:2]))[:48]
 
 
 def _pss(pid: int) -> int:
@@ -322,6 +351,9 @@ def compare(workload: str, trials: int, rounds: int, workdir: Path) -> list[str]
         data_mb = sum(f.stat().st_size for f in (workdir / "trial_runs" / "cache").glob("arrays-*.npy")) / 2**20
         pss = [run.peak_pss_mb for run in runs["a"]]
         lines.append(spread_line(f"{workload} peak PSS of (a)", pss, "MiB") + f"   (packed data {data_mb:.0f} MiB, mapped once)")
+        at_median = sorted(runs["a"], key=lambda run: run.peak_pss_mb)[len(runs["a"]) // 2]
+        lines.append(f"{workload} peak PSS of (a) by process, the median round's: " + ", ".join(
+            f"{kind} x{count} {mb:.0f}" for kind, (count, mb) in sorted(at_median.peak_parts_mb.items(), key=lambda item: -item[1][1])))
     lines += breakdown(workload, runs, trials)
     return lines
 
