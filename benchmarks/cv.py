@@ -244,18 +244,16 @@ def _train_fold_plainly(config: SweepConfig, fold: int, epochs: int, start_toget
     thread, timed from the moment every process of the measurement is ready."""
     import torch
 
-    from benchmarks.epoch import plain_torch_epoch
+    from benchmarks.epoch import balanced_sampler, plain_model_and_optimizer, plain_torch_epoch
     from trial.data import open_split
-    from trial.sampler import BalancedBatchSampler, composite_keys
 
     torch.set_num_threads(1)
     prepared = prepare_data(config)
     train = open_split(prepared, "train", fold=fold)
     solver = config.solver.cls(config.solver.params)
-    sampler = BalancedBatchSampler(composite_keys(train.frame, prepared.balance), solver.params.batch_size, seed=config.seed)
+    sampler = balanced_sampler(config, prepared, train, solver)
     torch.manual_seed(fold)
-    model = solver.build_model(prepared.input_shape, prepared.num_classes)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=solver.params.lr)
+    model, optimizer = plain_model_and_optimizer(solver, prepared)
     start_together.wait()
     start = time.perf_counter()
     for _ in range(epochs):

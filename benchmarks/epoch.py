@@ -27,9 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.data import demo_ecg_config
-from trial.data import open_split, prepare_data
+from trial.config import SweepConfig
+from trial.data import PreparedData, SplitData, open_split, prepare_data
 from trial.loop import Trainer, build_model
 from trial.sampler import BalancedBatchSampler, composite_keys
+from trial.solver import Solver
 
 
 def plain_torch_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches) -> None:
@@ -40,6 +42,18 @@ def plain_torch_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
+
+
+def balanced_sampler(config: SweepConfig, prepared: PreparedData, split: SplitData, solver: Solver) -> BalancedBatchSampler:
+    """The balanced batches trial trains `split` with: the config's balance keys and root
+    seed, the solver's batch size."""
+    return BalancedBatchSampler(composite_keys(split.frame, prepared.balance), solver.params.batch_size, seed=config.seed)
+
+
+def plain_model_and_optimizer(solver: Solver, prepared: PreparedData) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The solver's model and AdamW at its lr and weight decay, as a team builds them by hand."""
+    model = solver.build_model(prepared.input_shape, prepared.num_classes)
+    return model, torch.optim.AdamW(model.parameters(), lr=solver.params.lr, weight_decay=solver.params.weight_decay)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,14 +72,13 @@ def run(folder: Path, n_recordings: int, rounds: int) -> None:
     torch.set_num_threads(1)
     train = open_split(prepared, "train")
     solver = config.solver.cls(config.solver.params)
-    sampler = BalancedBatchSampler(composite_keys(train.frame, prepared.balance), solver.params.batch_size, seed=config.seed)
+    sampler = balanced_sampler(config, prepared, train, solver)
 
     torch.manual_seed(0)
     platform_model = build_model(solver, prepared.input_shape, prepared.num_classes)
     trainer = Trainer.for_data(solver, platform_model, prepared, train, sampler, device=torch.device("cpu"), seed=0)
     torch.manual_seed(0)
-    plain_model = solver.build_model(prepared.input_shape, prepared.num_classes)
-    plain_optimizer = torch.optim.AdamW(plain_model.parameters(), lr=solver.params.lr, weight_decay=solver.params.weight_decay)
+    plain_model, plain_optimizer = plain_model_and_optimizer(solver, prepared)
 
     def platform_epoch() -> None:
         trainer.train_epoch(platform_model, train.batches(sampler))

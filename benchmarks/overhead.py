@@ -385,7 +385,7 @@ def breakdown(workload: str, runs: dict[str, list[Run]], trials: int) -> list[st
         lines.append(f"  {name:<50}{a:8.2f} s  per trial a {a / trials:6.2f}  {others}")
     trial_spans = [name for name in names if name.startswith("trial:")]
     gaps = []
-    for run, summed in zip(runs["a"], per_run["a"]):
+    for summed in per_run["a"]:
         slots = summed.get("driver: trials (Tune)", 0.0) * CONCURRENCY
         gaps.append((slots - sum(summed.get(name, 0.0) for name in trial_spans)) / trials)
     lines.append(f"  {'trials slots not in trial code, per trial':<50}{statistics.median(gaps):8.2f} s   "

@@ -17,7 +17,7 @@ import torch
 
 from trial.data import SplitData, open_split, rows_of
 from trial.loop import TrialJob, load_trained_model, predict, split_metrics
-from trial.metrics import vote_metrics
+from trial.metrics import classification_metrics, vote_metrics
 from trial.runs import SPLITS, VOTE
 
 
@@ -75,13 +75,14 @@ def _evaluate_ensemble(job: TrialJob, weights: Mapping[str, Mapping[str, torch.T
     for member, model in models.items():
         valid = open_split(job.data, "valid", frame, fold=member.fold)
         proba = _predict(job, model, valid)
-        member_valid.append(split_metrics(valid, proba, prefix="valid"))
-        metrics.update(split_metrics(valid, proba, prefix=f"valid/{member.label}"))
+        scores = classification_metrics(valid.y, proba)
+        metrics.update({f"valid/{member.label}/{name}": value for name, value in scores.items()})
+        member_valid.append(scores)
         totals[valid.rows] += proba
         counts[valid.rows] += 1
-    for key in member_valid[0]:
-        values = np.array([scores[key] for scores in member_valid])
-        metrics[key], metrics[f"{key}_std"] = float(values.mean()), float(values.std())
+    for name in member_valid[0]:
+        values = np.array([scores[name] for scores in member_valid])
+        metrics[f"valid/{name}"], metrics[f"valid/{name}_std"] = float(values.mean()), float(values.std())
     held_out = rows_of(job.data, frame, counts > 0)
     predictions = {
         "valid": (held_out, totals[held_out.rows] / counts[held_out.rows, None]),

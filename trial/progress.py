@@ -66,7 +66,7 @@ class SweepProgress(Callback):
         if self.use_bar and now - self.last_output >= REFRESH_S:
             self._update(trials)
         elif not self.use_bar and now - self.last_output >= HEARTBEAT_S:
-            self.trials = trials
+            self._see(trials)
             self._write(f"progress: {self.state()}")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
@@ -127,9 +127,7 @@ class SweepProgress(Callback):
         """From the rate of this run's own progress (a resumed sweep's earlier trials do not
         count); an overestimate where the scheduler prunes, since pruned trials are shorter."""
         done = self._done()
-        if self.done_at_start is None:
-            self.done_at_start = done
-        progress, elapsed = done - self.done_at_start, time.monotonic() - self.started
+        progress, elapsed = done - (self.done_at_start or 0.0), time.monotonic() - self.started
         if progress <= 0 or done >= self.total:
             return ""
         return f", about {_clock(elapsed * (self.total - done) / progress)} left"
@@ -151,10 +149,15 @@ class SweepProgress(Callback):
 
     # -- output --------------------------------------------------------------------------
 
-    def _update(self, trials: list) -> None:
+    def _see(self, trials: list) -> None:
+        """Tune's trials as of this event; the first event fixes this run's starting point."""
         self.trials = trials
+        if self.done_at_start is None:
+            self.done_at_start = self._done()
+
+    def _update(self, trials: list) -> None:
+        self._see(trials)
         if not self.use_bar:
-            self._time_left()  # fixes this run's starting point on its first event
             return
         if self.bar is None:
             self.bar = tqdm(total=self.total, file=sys.stdout, dynamic_ncols=True, bar_format="{bar:16} {desc}")
@@ -164,8 +167,8 @@ class SweepProgress(Callback):
         self.last_output = time.monotonic()
 
     def _ended(self, trials: list, trial: Trial, status: str) -> None:
-        self.trials = trials
         self.ended[trial.trial_id] = status
+        self._see(trials)
         result = trial.last_result or {}
         value = result.get(self.metric)
         shown = f"{self.metric} {value:.4f}" if isinstance(value, (int, float)) else f"no {self.metric}"

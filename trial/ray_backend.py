@@ -36,8 +36,8 @@ from trial.loop import (
     MemberTrainings,
     TrialJob,
     best_member_weights,
-    train_ensemble,
     sweep_members,
+    train_ensemble,
     train_solver,
 )
 from trial.progress import SweepProgress
@@ -139,7 +139,8 @@ def trial_driver(
     `ray_info`, Ray's INFO lines in this process (a line per checkpoint) stay out of the
     driver's terminal; warnings and errors still reach it."""
     timings.since_package_import("trial: imports (a trial process's first trial)")
-    quiet_ray_info(not ray_info)
+    if not ray_info:
+        quiet_ray_info()
     job = job.with_trial_params(searched)
     if job.members:
         open_pool = functools.partial(_member_pool, job, parallel, scaling.cpus_per_worker)
@@ -180,7 +181,8 @@ def trial_driver(
 
 
 def _train_worker(job: TrialJob, ray_info: bool) -> None:
-    quiet_ray_info(not ray_info)
+    if not ray_info:
+        quiet_ray_info()
     train_solver(job, RayContext.for_train(job.root_seed))
 
 
@@ -188,10 +190,10 @@ RAY_INFO_LOGGERS = ("ray.tune", "ray.train")
 """Where Ray's INFO lines come from in a sweep: checkpoints created, result files written."""
 
 
-def quiet_ray_info(quiet: bool = True) -> None:
-    """Ray's INFO lines in this process off (WARNING and above stay), or back on."""
+def quiet_ray_info() -> None:
+    """Ray's INFO lines in this process off; WARNING and above stay."""
     for name in RAY_INFO_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _member_pool(job: TrialJob, parallel: int, cpus: int, states: Mapping[str, Any]) -> MemberPool:
@@ -372,42 +374,40 @@ def run_trials(
     # A worker group retries inside its TorchTrainer (ray.train.FailureConfig); retrying
     # its trial as well would multiply the attempts.
     trial_retries = config.scaling.max_failures if config.scaling.num_workers == 1 else 0
-    try:
-        with _tune_output(tables=verbose >= 2):
-            tuner = tune.Tuner(
-                tune.with_resources(trainable, _trial_resources(config.scaling, parallel)),
-                tune_config=tune.TuneConfig(
-                    search_alg=build_searcher(config, concurrency_cap(config, cluster_cpus, parallel), study_name),
-                    scheduler=build_scheduler(config, pruned),
-                    num_samples=config.search.num_samples,
-                    trial_name_creator=lambda trial: trial.trial_id,
-                    trial_dirname_creator=lambda trial: trial.trial_id,
-                    # A finished trial's process (torch and the solvers already imported) runs the next.
-                    # Not for worker groups: Tune gives a finished trial 2 s to wind down before reuse,
-                    # and a TorchTrainer's shutdown takes longer, which would abort the next trial;
-                    # nor beside member actors, which end with their trial.
-                    reuse_actors=config.scaling.num_workers == 1 and parallel == 1,
-                ),
-                run_config=tune.RunConfig(
-                    name=config.name,
-                    storage_path=storage,
-                    callbacks=[
-                        callback,
-                        BestWeightsFiles(job.solver_name, config.search.metric),
-                        *([progress] if verbose else []),
-                    ],
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    failure_config=tune.FailureConfig(max_failures=trial_retries),
-                    verbose=1 if verbose >= 2 else 0,
-                ),
-                # Resuming runs Tune's own restore (what Tuner.restore does: trials, checkpoints,
-                # searcher state) with the objects built here. Tuner.restore would instead use the
-                # callback, scheduler and settings pickled when the sweep started (ray#41364).
-                _tuner_kwargs={"resume_config": tune.ResumeConfig()} if resume else None,
-            )
-            return TrialResults(tuner.fit(), config)
-    finally:
-        progress.close()  # an interrupted sweep's bar too, before the message that follows
+    # The bar ends before what follows it (the summary, an interrupted sweep's message).
+    with _tune_output(tables=verbose >= 2), contextlib.closing(progress):
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, _trial_resources(config.scaling, parallel)),
+            tune_config=tune.TuneConfig(
+                search_alg=build_searcher(config, concurrency_cap(config, cluster_cpus, parallel), study_name),
+                scheduler=build_scheduler(config, pruned),
+                num_samples=config.search.num_samples,
+                trial_name_creator=lambda trial: trial.trial_id,
+                trial_dirname_creator=lambda trial: trial.trial_id,
+                # A finished trial's process (torch and the solvers already imported) runs the next.
+                # Not for worker groups: Tune gives a finished trial 2 s to wind down before reuse,
+                # and a TorchTrainer's shutdown takes longer, which would abort the next trial;
+                # nor beside member actors, which end with their trial.
+                reuse_actors=config.scaling.num_workers == 1 and parallel == 1,
+            ),
+            run_config=tune.RunConfig(
+                name=config.name,
+                storage_path=storage,
+                callbacks=[
+                    callback,
+                    BestWeightsFiles(job.solver_name, config.search.metric),
+                    *([progress] if verbose else []),
+                ],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=trial_retries),
+                verbose=1 if verbose >= 2 else 0,
+            ),
+            # Resuming runs Tune's own restore (what Tuner.restore does: trials, checkpoints,
+            # searcher state) with the objects built here. Tuner.restore would instead use the
+            # callback, scheduler and settings pickled when the sweep started (ray#41364).
+            _tuner_kwargs={"resume_config": tune.ResumeConfig()} if resume else None,
+        )
+        return TrialResults(tuner.fit(), config)
 
 
 @contextlib.contextmanager
@@ -417,14 +417,16 @@ def _tune_output(*, tables: bool) -> Iterator[None]:
     verbose=0; its legacy one (RAY_AIR_NEW_OUTPUT=0, read at fit) prints nothing at 0."""
     saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
     optuna_verbosity = optuna.logging.get_verbosity()
+    ray_levels = {name: logging.getLogger(name).level for name in RAY_INFO_LOGGERS}
     if not tables:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in RDB ..."
-    quiet_ray_info(not tables)
+        quiet_ray_info()
     try:
         yield
     finally:
-        quiet_ray_info(False)
+        for name, level in ray_levels.items():
+            logging.getLogger(name).setLevel(level)
         optuna.logging.set_verbosity(optuna_verbosity)
         if saved is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
