@@ -29,7 +29,9 @@ solver) and reports the worker group's start-up cost, beside (e) a bare TorchTra
 fit() timed inside a process that has already started Ray. The peak memory (PSS, shared
 pages counted once) of (a) on the realistic workload, with the median round's peak by
 kind of process (the driver, trial processes, Ray's own), shows the data is shared
-through the packed, memory-mapped cache instead of being copied per trial.
+through the packed, memory-mapped cache instead of being copied per trial. On the
+realistic workload every variant's processes are also sampled for their CPU time, by
+kind: who shares the 2 cores with the trials.
 
     python benchmarks/overhead.py [--trials 8] [--rounds 3] [--only tiny|realistic|workers]
 
@@ -194,11 +196,14 @@ class Run:
     peak_pss_mb: float = 0.0
     peak_parts_mb: dict[str, tuple[int, float]] = field(default_factory=dict)
     """At the peak: (processes, MiB) by kind of process."""
+    cpu_parts: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """(processes, CPU seconds) by kind of process over the whole run."""
     extra: dict = field(default_factory=dict)
 
 
-def run_child(variant: str, config_path: Path, memory: bool = False) -> Run:
-    """Run one variant in a fresh Python process, trial.timings on; wall time measured from out here."""
+def run_child(variant: str, config_path: Path, sample: bool = False) -> Run:
+    """Run one variant in a fresh Python process, trial.timings on; wall time measured from
+    out here, and with `sample` its processes' memory and CPU time."""
     if variant == "platform":
         command = [sys.executable, str(PROJECT_ROOT / "trial" / "run.py"), "--config", str(config_path), "--quiet"]
     else:
@@ -209,7 +214,7 @@ def run_child(variant: str, config_path: Path, memory: bool = False) -> Run:
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config_path.parent, env=env
     )
-    sampler = PeakPss(process.pid) if memory else None
+    sampler = ProcessSampler(process.pid) if sample else None
     stdout, stderr = process.communicate()
     wall = time.perf_counter() - start
     if sampler:
@@ -220,6 +225,7 @@ def run_child(variant: str, config_path: Path, memory: bool = False) -> Run:
     if sampler:
         run.peak_pss_mb = sampler.peak / 2**20
         run.peak_parts_mb = {kind: (count, pss / 2**20) for kind, (count, pss) in sampler.peak_parts.items()}
+        run.cpu_parts = sampler.cpu_seconds()
     if spans_file.exists():
         run.spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
     if variant == "platform":
@@ -245,13 +251,16 @@ def platform_trial_seconds(config_path: Path) -> list[float]:
 # -- memory ------------------------------------------------------------------------------
 
 
-class PeakPss:
-    """Samples the PSS of a process and all its descendants (Ray's raylet and workers)."""
+class ProcessSampler:
+    """Samples a process and all its descendants (Ray's raylet, agents and workers): their
+    summed PSS, and each one's CPU time, grouped at the end by kind of process."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid, self.interval, self.peak = pid, interval, 0
         self.peak_parts: dict[str, tuple[int, int]] = {}
         """At the peak: (processes, PSS) by kind of process (its name, or Ray's title for its workers)."""
+        self._cpu: dict[int, tuple[str, float]] = {}
+        """pid -> (kind, CPU seconds at its last sample)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -260,13 +269,26 @@ class PeakPss:
         self._stop.set()
         self._thread.join()
 
+    def cpu_seconds(self) -> dict[str, tuple[int, float]]:
+        """(processes, CPU seconds) by kind of process, as last sampled (up to an interval short)."""
+        parts: dict[str, tuple[int, float]] = {}
+        for kind, seconds in self._cpu.values():
+            count, total = parts.get(kind, (0, 0.0))
+            parts[kind] = (count + 1, total + seconds)
+        return parts
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            sample = [(_kind(pid), _pss(pid)) for pid in _descendants(self.pid)]
-            if sum(pss for _, pss in sample) > self.peak:
-                self.peak = sum(pss for _, pss in sample)
+            sample = [(pid, _kind(pid), _pss(pid)) for pid in _descendants(self.pid)]
+            for pid, kind, _ in sample:
+                seconds = _cpu(pid)
+                if seconds is not None:
+                    # A Ray worker takes its title (ray::trial_driver) after it starts.
+                    self._cpu[pid] = (kind if kind != "?" else self._cpu.get(pid, (kind, 0))[0], seconds)
+            if sum(pss for _, _, pss in sample) > self.peak:
+                self.peak = sum(pss for _, _, pss in sample)
                 self.peak_parts = {}
-                for kind, pss in sample:
+                for _, kind, pss in sample:
                     count, total = self.peak_parts.get(kind, (0, 0))
                     self.peak_parts[kind] = (count + 1, total + pss)
 
@@ -303,6 +325,15 @@ def _kind(pid: int) -> str:
     return " ".join(Path(word).name if i == 0 else word for i, word in enumerate(words[:2]))[:48]
 
 
+def _cpu(pid: int) -> float | None:
+    """The process's user + system CPU seconds so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pss(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -327,12 +358,13 @@ def spread_line(name: str, values: list[float], unit: str = "s") -> str:
 
 def compare(workload: str, trials: int, rounds: int, workdir: Path) -> list[str]:
     warm_up(sweep_config(workdir, workload, trials))
-    memory = workload == "realistic"
+    # The realistic workload's processes are sampled in every variant, so each pays the same.
+    sample = workload == "realistic"
     runs: dict[str, list[Run]] = {key: [] for key in VARIANTS}
     for round_ in range(rounds):
         config = sweep_config(workdir, workload, trials, round_=round_)
         for key, variant in VARIANTS.items():
-            runs[key].append(run_child(variant, config, memory=memory and key == "a"))
+            runs[key].append(run_child(variant, config, sample=sample))
             print(f"  {workload} round {round_ + 1} {key}: wall {runs[key][-1].wall:.1f} s", flush=True)
     wall = {key: [run.wall for run in variant_runs] for key, variant_runs in runs.items()}
     median = {key: statistics.median(values) for key, values in wall.items()}
@@ -347,14 +379,33 @@ def compare(workload: str, trials: int, rounds: int, workdir: Path) -> list[str]
     lines.append(f"{workload} a/c (platform vs bare Tune, medians): {median['a'] / median['c']:.2f}")
     lines.append(f"{workload} c/b (bare Tune vs plain Optuna, medians): {median['c'] / median['b']:.2f}   "
                  "(what running the trials under Ray Tune costs before anything of trial's)")
-    if memory:
+    if sample:
         data_mb = sum(f.stat().st_size for f in (workdir / "trial_runs" / "cache").glob("arrays-*.npy")) / 2**20
-        pss = [run.peak_pss_mb for run in runs["a"]]
-        lines.append(spread_line(f"{workload} peak PSS of (a)", pss, "MiB") + f"   (packed data {data_mb:.0f} MiB, mapped once)")
+        for key in VARIANTS:
+            pss = [run.peak_pss_mb for run in runs[key]]
+            lines.append(spread_line(f"{workload} peak PSS of ({key})", pss, "MiB")
+                         + (f"   (packed data {data_mb:.0f} MiB, mapped once)" if key == "a" else ""))
         at_median = sorted(runs["a"], key=lambda run: run.peak_pss_mb)[len(runs["a"]) // 2]
         lines.append(f"{workload} peak PSS of (a) by process, the median round's: " + ", ".join(
             f"{kind} x{count} {mb:.0f}" for kind, (count, mb) in sorted(at_median.peak_parts_mb.items(), key=lambda item: -item[1][1])))
+        lines += cpu_by_kind(workload, runs)
     lines += breakdown(workload, runs, trials)
+    return lines
+
+
+def cpu_by_kind(workload: str, runs: dict[str, list[Run]]) -> list[str]:
+    """CPU seconds each kind of process used over the whole run, medians over the rounds:
+    who shares the 2 cores with the trials."""
+    lines = [f"{workload} CPU seconds by kind of process, medians over the rounds (processes in the median round)"]
+    for key, variant_runs in runs.items():
+        kinds = sorted({kind for run in variant_runs for kind in run.cpu_parts})
+        parts = []
+        for kind in kinds:
+            seconds = statistics.median(run.cpu_parts.get(kind, (0, 0.0))[1] for run in variant_runs)
+            count = statistics.median_low(run.cpu_parts.get(kind, (0, 0.0))[0] for run in variant_runs)
+            parts.append((seconds, f"{kind} x{count} {seconds:.1f}"))
+        total = statistics.median(sum(seconds for _, seconds in run.cpu_parts.values()) for run in variant_runs)
+        lines.append(f"  {key}) total {total:.1f}: " + ", ".join(text for _, text in sorted(parts, reverse=True)))
     return lines
 
 

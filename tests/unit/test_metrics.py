@@ -226,3 +226,27 @@ def test_matches_the_definitions_on_random_input(seed: int, n: int, num_classes:
     expected = _reference_metrics(y, proba)
     for name in METRIC_NAMES:
         assert metrics[name] == pytest.approx(expected[name], nan_ok=True), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 3000),
+    num_classes=st.integers(2, 10),
+    decimals=st.sampled_from([1, 2, 6]),
+)
+def test_equals_scikit_learns_f1_and_auroc(seed: int, n: int, num_classes: int, decimals: int) -> None:
+    # trial.metrics computes these in numpy so that trial processes need not import
+    # scikit-learn; they must be the numbers scikit-learn gives, ties and absent classes included.
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    y = rng.choice(num_classes, size=n, p=rng.dirichlet(np.ones(num_classes) * 0.5))
+    proba = np.round(rng.dirichlet(np.ones(num_classes), size=n), decimals) + 1e-9
+    proba /= proba.sum(axis=1, keepdims=True)
+    metrics = classification_metrics(y, proba)
+    assert metrics["f1_macro"] == pytest.approx(f1_score(y, proba.argmax(axis=1), average="macro"), rel=1e-12, abs=1e-12)
+    classes = [1] if num_classes == 2 else range(num_classes)
+    present = [c for c in classes if 0 < (y == c).sum() < n]
+    expected = np.mean([roc_auc_score(y == c, proba[:, c]) for c in present]) if present else math.nan
+    assert metrics["auroc"] == pytest.approx(expected, rel=1e-12, abs=1e-12, nan_ok=True)
