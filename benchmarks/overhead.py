@@ -451,10 +451,13 @@ def compare_workers(workdir: Path, rounds: int) -> list[str]:
     total: dict[int, list[float]] = {1: [], 2: []}
     epoch: dict[int, list[float]] = {1: [], 2: []}
     bare: list[float] = []
+    phases: list[dict[str, float]] = []
     for round_ in range(rounds):
         for workers in (1, 2):
             config = sweep_config(workdir, "realistic", trials=1, num_workers=workers, round_=round_)
-            run_child("platform", config)
+            run = run_child("platform", config)
+            if workers == 2:
+                phases.append(worker_group_phases(run))
             data = yaml.safe_load(config.read_text())
             result_file = next((Path(data["storage"]) / data["name"]).glob("*/result.json"))
             iterations = [json.loads(line) for line in result_file.read_text().strip().splitlines()]
@@ -476,7 +479,30 @@ def compare_workers(workdir: Path, rounds: int) -> list[str]:
         spread_line("workers (d) worker group start-up", group_cost)
         + "   (2 workers' first epoch minus a steady one, over the in-process trial's)",
         spread_line("workers (e) bare TorchTrainer fit()", bare) + "   (2 workers import torch and report once)",
+        "workers (d) the 2-worker trial's TorchTrainer.fit(), from trial.timings' spans:",
+        *(spread_line(f"  {name}", [run_phases[name] for run_phases in phases]) for name in phases[0]),
     ]
+
+
+def worker_group_phases(run: Run) -> dict[str, float]:
+    """Where a 2-worker trial's TorchTrainer.fit() spends its time: until the worker
+    processes start (Train's controller and its helper actors), until the train function
+    runs in them (Ray's worker start, Train's context, the process group), the function's
+    set-up, and from the last report until fit() returns (the end seen, the group stopped)."""
+    def spans(name: str) -> list[dict]:
+        return [span for span in run.spans if span["span"] == name]
+
+    (fit,) = spans("trial: TorchTrainer fit")
+    started = spans("train worker: process start until its function runs")
+    set_up = spans("trial: set-up (restore, seed, data, model)")
+    last_report = max(span["start"] + span["seconds"] for span in spans("trial: report and checkpoint"))
+    return {
+        "fit() until worker processes start": min(span["start"] for span in started) - fit["start"],
+        "worker start until the function runs": max(span["seconds"] for span in started),
+        "the function's set-up": max(span["seconds"] for span in set_up),
+        "last report until fit() returns": fit["start"] + fit["seconds"] - last_report,
+        "fit() in all": fit["seconds"],
+    }
 
 
 def warm_up(config_path: Path) -> None:

@@ -54,3 +54,20 @@ def test_two_worker_trial_records_distinct_rank_seeds(ray_cluster, tiny_config_d
     assert weights.name == f"ecg_cnn1d-{trial_id}-valid_auroc={best:.4f}.pt"
     model = config.solver.cls(config.solver.params).build_model((3, 1000), 2)  # demo_ecg: 3 leads, 2 classes
     model.load_state_dict(torch.load(weights, weights_only=True))
+
+
+def test_ray_train_settings_reach_the_workers_and_the_users_own_win(ray_cluster, monkeypatch):
+    import os
+
+    from trial.ray_backend import RAY_TRAIN_SETTINGS, RAY_TRAIN_SETTINGS_LOCAL, _users_first
+
+    settings = {**RAY_TRAIN_SETTINGS, **RAY_TRAIN_SETTINGS_LOCAL}
+
+    @ray_cluster.remote
+    def environment() -> dict:
+        return {name: os.environ.get(name) for name in settings}
+
+    # Through the job's runtime_env: every Ray worker (a Train controller, its workers) has them.
+    assert ray_cluster.get(environment.remote()) == settings
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "3")
+    assert _users_first(RAY_TRAIN_SETTINGS) == {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "3"}
