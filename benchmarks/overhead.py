@@ -24,14 +24,16 @@ leaves in its 2 slots once every trial's own spans are taken out: Tune starting 
 stopping trials, handling results, waiting.
 
 (d) times one realistic trial on 1 and on 2 TorchTrainer workers (a compute-bound
-solver) and reports the worker group's start-up cost, beside (e) a bare TorchTrainer:
-2 CPU workers whose function imports torch and reports once, nothing of trial's, its
-fit() timed inside a process that has already started Ray. The peak memory (PSS, shared
-pages counted once) of (a) on the realistic workload, with the median round's peak by
-kind of process (the driver, trial processes, Ray's own), shows the data is shared
-through the packed, memory-mapped cache instead of being copied per trial. On the
-realistic workload every variant's processes are also sampled for their CPU time, by
-kind: who shares the 2 cores with the trials.
+solver) and reports the worker group's start-up cost, with the phases of its fit(),
+beside (e) a bare TorchTrainer: 2 CPU workers whose function imports torch and reports
+once, nothing of trial's, its fit() timed inside a process that has already started Ray,
+and (f) the same under the Ray Train settings trial's local Ray runs with.
+
+On the realistic workload every variant's processes are sampled: the peak memory (PSS,
+shared pages counted once) of each variant, and (a)'s by kind of process (the driver,
+trial processes, Ray's own) at the median round's peak, which shows the data is shared
+through the packed, memory-mapped cache instead of being copied per trial; and the CPU
+time of each kind of process: who shares the 2 cores with the trials.
 
     python benchmarks/overhead.py [--trials 8] [--rounds 3] [--only tiny|realistic|workers]
 
@@ -49,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,30 +160,46 @@ def run_bare_tune(config_path: Path) -> dict:
     return {"trial_seconds": [r.metrics["time_total_s"] for r in results]}
 
 
-def run_bare_torchtrainer(config_path: Path) -> dict:
+def run_bare_torchtrainer(config_path: Path, settings: dict[str, str] | None = None) -> dict:
     """(e): Ray Train's own cost, nothing of trial's: a TorchTrainer of 2 CPU workers whose
-    function imports torch and reports once; fit() timed after Ray has started."""
+    function imports torch and reports once; fit() timed after Ray has started, and until
+    the function began in its slower worker. `settings`: environment for Ray's workers."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    storage = yaml.safe_load(config_path.read_text())["storage"]
+    started_files = Path(storage) / f"bare-torchtrainer-started-{time.time_ns()}"
+    started_files.mkdir(parents=True)
 
     def report_once() -> None:
         import torch  # noqa: F401 - what every worker of trial's imports first
         from ray import train
 
+        (started_files / str(train.get_context().get_world_rank())).write_text(str(time.time()))
         train.report({"done": 1})
 
-    storage = yaml.safe_load(config_path.read_text())["storage"]
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False)
-    start = time.perf_counter()
+    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env={"env_vars": settings or {}})
+    start, started_at = time.perf_counter(), time.time()
     TorchTrainer(
         report_once, scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
         run_config=RunConfig(name=f"bare-torchtrainer-{time.time_ns()}", storage_path=storage),
     ).fit()
-    return {"fit_seconds": time.perf_counter() - start}
+    function_started = max(float(path.read_text()) for path in started_files.iterdir())
+    return {"fit_seconds": time.perf_counter() - start, "until_function": function_started - started_at}
 
 
-CHILDREN = {"optuna": run_plain_optuna, "tune": run_bare_tune, "torchtrainer": run_bare_torchtrainer}
+def run_bare_torchtrainer_trials_settings(config_path: Path) -> dict:
+    """(f): (e) with the Ray Train settings trial's own local Ray runs with."""
+    from trial.ray_backend import RAY_TRAIN_SETTINGS, RAY_TRAIN_SETTINGS_LOCAL
+
+    return run_bare_torchtrainer(config_path, {**RAY_TRAIN_SETTINGS, **RAY_TRAIN_SETTINGS_LOCAL})
+
+
+CHILDREN = {
+    "optuna": run_plain_optuna, "tune": run_bare_tune,
+    "torchtrainer": run_bare_torchtrainer, "torchtrainer-settings": run_bare_torchtrainer_trials_settings,
+}
 
 
 @dataclass
@@ -259,8 +278,10 @@ class ProcessSampler:
         self.pid, self.interval, self.peak = pid, interval, 0
         self.peak_parts: dict[str, tuple[int, int]] = {}
         """At the peak: (processes, PSS) by kind of process (its name, or Ray's title for its workers)."""
-        self._cpu: dict[int, tuple[str, float]] = {}
-        """pid -> (kind, CPU seconds at its last sample)."""
+        self._cpu: dict[int, float] = {}
+        """pid -> CPU seconds at its last sample."""
+        self._kinds: dict[int, Counter] = {}
+        """pid -> how often it was seen as each kind: a Ray worker changes title with its work."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -272,7 +293,8 @@ class ProcessSampler:
     def cpu_seconds(self) -> dict[str, tuple[int, float]]:
         """(processes, CPU seconds) by kind of process, as last sampled (up to an interval short)."""
         parts: dict[str, tuple[int, float]] = {}
-        for kind, seconds in self._cpu.values():
+        for pid, seconds in self._cpu.items():
+            kind = self._kinds[pid].most_common(1)[0][0]
             count, total = parts.get(kind, (0, 0.0))
             parts[kind] = (count + 1, total + seconds)
         return parts
@@ -283,8 +305,8 @@ class ProcessSampler:
             for pid, kind, _ in sample:
                 seconds = _cpu(pid)
                 if seconds is not None:
-                    # A Ray worker takes its title (ray::trial_driver) after it starts.
-                    self._cpu[pid] = (kind if kind != "?" else self._cpu.get(pid, (kind, 0))[0], seconds)
+                    self._cpu[pid] = seconds
+                    self._kinds.setdefault(pid, Counter())[kind] += 1
             if sum(pss for _, _, pss in sample) > self.peak:
                 self.peak = sum(pss for _, _, pss in sample)
                 self.peak_parts = {}
@@ -321,7 +343,7 @@ def _kind(pid: int) -> str:
     if not words:
         return name
     if words[0].startswith("ray::"):
-        return words[0].split()[0]
+        return words[0].split()[0].split(".")[0]  # ray::ImplicitFunc.train -> ray::ImplicitFunc
     return " ".join(Path(word).name if i == 0 else word for i, word in enumerate(words[:2]))[:48]
 
 
@@ -352,7 +374,7 @@ LABELS = {"a": "platform (trial run)", "b": "plain Optuna loop", "c": "bare Ray 
 
 
 def spread_line(name: str, values: list[float], unit: str = "s") -> str:
-    return (f"{name:<42}median {statistics.median(values):7.2f} {unit}  spread {max(values) - min(values):6.2f}   "
+    return (f"{name:<46}median {statistics.median(values):7.2f} {unit}  spread {max(values) - min(values):6.2f}   "
             + " ".join(f"{value:.2f}" for value in values))
 
 
@@ -375,6 +397,8 @@ def compare(workload: str, trials: int, rounds: int, workdir: Path) -> list[str]
     compute = statistics.median(per_trial["b"])
     fixed = [run.wall * CONCURRENCY / trials - compute for run in runs["a"]]
     lines.append(spread_line(f"{workload} fixed per-trial cost", fixed) + f"   (a's wall x {CONCURRENCY} / N - b's per-trial compute)")
+    bare_fixed = [run.wall * CONCURRENCY / trials - compute for run in runs["c"]]
+    lines.append(spread_line(f"{workload} bare Tune's fixed per-trial cost", bare_fixed) + "   (the same of c: Ray Tune's own)")
     lines.append(f"{workload} a/b (platform vs plain Optuna, medians): {median['a'] / median['b']:.2f}")
     lines.append(f"{workload} a/c (platform vs bare Tune, medians): {median['a'] / median['c']:.2f}")
     lines.append(f"{workload} c/b (bare Tune vs plain Optuna, medians): {median['c'] / median['b']:.2f}   "
@@ -445,12 +469,13 @@ def breakdown(workload: str, runs: dict[str, list[Run]], trials: int) -> list[st
 
 
 def compare_workers(workdir: Path, rounds: int) -> list[str]:
-    """(d) one realistic trial on 1 and on 2 TorchTrainer workers, (e) a bare TorchTrainer, interleaved."""
+    """(d) one realistic trial on 1 and on 2 TorchTrainer workers, (e) a bare TorchTrainer
+    with Ray's defaults and (f) with trial's Ray Train settings, interleaved."""
     warm_up(sweep_config(workdir, "realistic", trials=1, num_workers=2))
     start_up: dict[int, list[float]] = {1: [], 2: []}
     total: dict[int, list[float]] = {1: [], 2: []}
     epoch: dict[int, list[float]] = {1: [], 2: []}
-    bare: list[float] = []
+    bare: dict[str, list[dict]] = {"torchtrainer": [], "torchtrainer-settings": []}
     phases: list[dict[str, float]] = []
     for round_ in range(rounds):
         for workers in (1, 2):
@@ -466,8 +491,10 @@ def compare_workers(workdir: Path, rounds: int) -> list[str]:
             total[workers].append(iterations[-1]["time_total_s"])
             epoch[workers].append(steady)
             start_up[workers].append(epoch_times[0] - steady)
-        bare.append(run_child("torchtrainer", sweep_config(workdir, "tiny", trials=1, round_=round_)).extra["fit_seconds"])
-        print(f"  workers round {round_ + 1}: 2-worker first epoch over steady {start_up[2][-1]:.1f} s, bare TorchTrainer fit {bare[-1]:.1f} s", flush=True)
+        for variant, runs in bare.items():
+            runs.append(run_child(variant, sweep_config(workdir, "tiny", trials=1, round_=round_)).extra)
+        print(f"  workers round {round_ + 1}: 2-worker first epoch over steady {start_up[2][-1]:.1f} s, "
+              f"bare TorchTrainer fit {bare['torchtrainer'][-1]['fit_seconds']:.1f} s", flush=True)
     group_cost = [two - one for one, two in zip(start_up[1], start_up[2])]
     return [
         f"workers: one realistic trial, {rounds} rounds interleaved",
@@ -478,7 +505,12 @@ def compare_workers(workdir: Path, rounds: int) -> list[str]:
         f"workers (d) epoch speedup 2 vs 1 workers (medians): {statistics.median(epoch[1]) / statistics.median(epoch[2]):.2f}",
         spread_line("workers (d) worker group start-up", group_cost)
         + "   (2 workers' first epoch minus a steady one, over the in-process trial's)",
-        spread_line("workers (e) bare TorchTrainer fit()", bare) + "   (2 workers import torch and report once)",
+        spread_line("workers (e) bare TorchTrainer fit()", [run["fit_seconds"] for run in bare["torchtrainer"]])
+        + "   (2 workers import torch and report once; Ray's defaults)",
+        spread_line("workers (e) fit() until the function runs", [run["until_function"] for run in bare["torchtrainer"]]),
+        spread_line("workers (f) bare, trial's Ray settings, fit()", [run["fit_seconds"] for run in bare["torchtrainer-settings"]])
+        + "   (the Ray Train settings trial's local Ray runs with)",
+        spread_line("workers (f) fit() until the function runs", [run["until_function"] for run in bare["torchtrainer-settings"]]),
         "workers (d) the 2-worker trial's TorchTrainer.fit(), from trial.timings' spans:",
         *(spread_line(f"  {name}", [run_phases[name] for run_phases in phases]) for name in phases[0]),
     ]
@@ -498,6 +530,7 @@ def worker_group_phases(run: Run) -> dict[str, float]:
     last_report = max(span["start"] + span["seconds"] for span in spans("trial: report and checkpoint"))
     return {
         "fit() until worker processes start": min(span["start"] for span in started) - fit["start"],
+        "fit() until the function runs": max(span["start"] + span["seconds"] for span in started) - fit["start"],
         "worker start until the function runs": max(span["seconds"] for span in started),
         "the function's set-up": max(span["seconds"] for span in set_up),
         "last report until fit() returns": fit["start"] + fit["seconds"] - last_report,
