@@ -183,7 +183,6 @@ def trial_driver(
 
 def _train_worker(job: TrialJob, ray_info: bool) -> None:
     timings.since_process_start("train worker: process start until its function runs")
-    timings.since_package_import("train worker: imports")
     if not ray_info:
         quiet_ray_info()
     train_solver(job, RayContext.for_train(job.root_seed))
@@ -367,8 +366,9 @@ RAY_TRAIN_SETTINGS_LOCAL = {
     "RAY_TRAIN_METRICS_ENABLED": "0",
 }
 """What trial sets for Ray Train in the workers' environment: on any cluster trial joins
-or starts, and on the local one it starts. With 2 workers, measured: TorchTrainer.fit
-16.5 s instead of 19.9, its first report 1.4 s sooner (benchmarks/overhead.py, workers)."""
+or starts, and on the local one it starts. Measured with benchmarks/overhead.py's workers
+part (2026-12-01, 2 cores): a bare 2-worker TorchTrainer's fit() takes 7.6-8.4 s with
+them, 10.5-12.4 s with Ray's defaults."""
 
 
 def _users_first(settings: Mapping[str, str]) -> dict[str, str]:
