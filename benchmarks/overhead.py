@@ -52,6 +52,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,7 +277,7 @@ class ProcessSampler:
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid, self.interval, self.peak = pid, interval, 0
-        self.peak_parts: dict[str, tuple[int, int]] = {}
+        self.peak_parts: dict[str, tuple[int, float]] = {}
         """At the peak: (processes, PSS) by kind of process (its name, or Ray's title for its workers)."""
         self._cpu: dict[int, float] = {}
         """pid -> CPU seconds at its last sample."""
@@ -292,12 +293,7 @@ class ProcessSampler:
 
     def cpu_seconds(self) -> dict[str, tuple[int, float]]:
         """(processes, CPU seconds) by kind of process, as last sampled (up to an interval short)."""
-        parts: dict[str, tuple[int, float]] = {}
-        for pid, seconds in self._cpu.items():
-            kind = self._kinds[pid].most_common(1)[0][0]
-            count, total = parts.get(kind, (0, 0.0))
-            parts[kind] = (count + 1, total + seconds)
-        return parts
+        return _by_kind((self._kinds[pid].most_common(1)[0][0], seconds) for pid, seconds in self._cpu.items())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -307,12 +303,19 @@ class ProcessSampler:
                 if seconds is not None:
                     self._cpu[pid] = seconds
                     self._kinds.setdefault(pid, Counter())[kind] += 1
-            if sum(pss for _, _, pss in sample) > self.peak:
-                self.peak = sum(pss for _, _, pss in sample)
-                self.peak_parts = {}
-                for _, kind, pss in sample:
-                    count, total = self.peak_parts.get(kind, (0, 0))
-                    self.peak_parts[kind] = (count + 1, total + pss)
+            total = sum(pss for _, _, pss in sample)
+            if total > self.peak:
+                self.peak = total
+                self.peak_parts = _by_kind((kind, pss) for _, kind, pss in sample)
+
+
+def _by_kind(values: Iterable[tuple[str, float]]) -> dict[str, tuple[int, float]]:
+    """(kind, value) pairs -> kind: (how many, their sum)."""
+    parts: dict[str, tuple[int, float]] = {}
+    for kind, value in values:
+        count, total = parts.get(kind, (0, 0))
+        parts[kind] = (count + 1, total + value)
+    return parts
 
 
 def _descendants(root: int) -> list[int]:

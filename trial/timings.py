@@ -61,15 +61,16 @@ def timed(name: str) -> Callable[[F], F]:
 
 def since_process_start(name: str) -> None:
     """Record, once per process, the time from the process's start until now as `name`:
-    interpreter start and imports. Not for Ray's workers, which Ray starts before they
-    get work (see since_package_import)."""
+    interpreter start and imports. In a Ray worker, which Ray may start before it has
+    work, this also covers the wait for it: a Ray Train worker's start until its function
+    runs. A Tune trial's own imports: since_package_import."""
     _once(name, _process_start_time())
 
 
 def since_package_import(name: str) -> None:
     """Record, once per process, the time since this process began to import trial as
-    `name`: in a Ray worker, importing trial and what it needs (torch, Ray Tune,
-    scikit-learn) to run its first trial."""
+    `name`: in a Ray worker, importing trial and what it needs (torch, pandas, Ray Tune)
+    to run its first trial."""
     _once(name, PACKAGE_IMPORT_STARTED)
 
 
