@@ -371,6 +371,23 @@ part (2026-12-01, 2 cores): a bare 2-worker TorchTrainer's fit() takes 7.6-8.4 s
 them, 10.5-12.4 s with Ray's defaults."""
 
 
+def check_ray_train_settings() -> None:
+    """A user's own RAY_TRAIN_HEALTH_CHECK_INTERVAL_S reaches every Train controller, which
+    reads it with float() and polls that often: one that is not a positive number fails
+    here, before anything starts, instead of inside each trial. (Ray reads the other two
+    as booleans, where any value is one.)"""
+    name = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+    value = os.environ.get(name)
+    if value is None:
+        return
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise ConfigError(f"environment variable {name}: {value!r} is not a positive number of seconds")
+
+
 def _users_first(settings: Mapping[str, str]) -> dict[str, str]:
     """`settings`, with the value of each the user's environment sets instead: theirs win,
     and reach the workers of a cluster trial joins too."""

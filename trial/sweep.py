@@ -101,6 +101,7 @@ def run_sweep(
     # of a few seconds Tune warns about it every time, which buries the progress table.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     timings.since_process_start("driver: process start and imports")
+    ray_backend.check_ray_train_settings()
     with timings.span("driver: tracking store"):
         store = open_store(config)  # an unreachable tracking store fails here, first
         if config.tracking.register_as:

@@ -240,3 +240,28 @@ def test_a_teams_code_that_does_not_fit_is_one_line_before_ray_and_mlflow(user_d
     assert expected in err[0], err[0]
     # The pre-flight runs on the prepared data: its manifest is complete, reused next time.
     assert_nothing_half_written(tmp_path, complete_manifest=solver["name"] in ("team_code:Misfit", "tabular_mlp"))
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan", ""])
+@pytest.mark.parametrize("debug", [False, True], ids=["full", "debug"])
+def test_a_bad_ray_train_poll_interval_is_one_line_exit_2(user_data, tmp_path, capsys, monkeypatch, value, debug):
+    # trial hands the user's own value to every Train controller, which reads it with float().
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", value)
+    code, err = run(tmp_path, capsys, {"labels": str(user_data / "labels.csv")}, debug=debug)
+
+    assert code == 2
+    assert err == [f"trial: error: environment variable RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: {value!r} is not a positive number of seconds"]
+    assert not (tmp_path / "mlflow.db").exists()
+    assert_nothing_half_written(tmp_path)
+
+
+def test_a_users_own_ray_train_poll_interval_passes(user_data, tmp_path, capsys, monkeypatch):
+    from trial import ray_backend
+
+    def stop_before_ray(address=None, **_):
+        raise SystemExit("reached Ray")
+
+    monkeypatch.setattr(ray_backend, "connect_ray", stop_before_ray)
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+    with pytest.raises(SystemExit, match="reached Ray"):
+        run(tmp_path, capsys, {"labels": str(user_data / "labels.csv")})
